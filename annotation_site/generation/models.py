@@ -1,0 +1,59 @@
+"""The checkpoint registry and the deployments that serve checkpoints to generate samples."""
+from __future__ import annotations
+
+from django.db import models
+
+
+class CheckpointKind(models.TextChoices):
+    BASE = "base", "Base chat model"
+    SFT = "sft", "Supervised fine-tuning"
+    REJECTION_SAMPLING = "rejection_sampling", "Rejection-sampling fine-tuning"
+    PPO = "ppo", "PPO"
+    REWARD_MODEL = "reward_model", "Reward model"
+
+
+class Checkpoint(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    # A local folder loadable with from_pretrained, or a hub id on machines that can reach a hub.
+    path = models.CharField(max_length=1000)
+    kind = models.CharField(max_length=24, choices=CheckpointKind.choices)
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
+    # Identifier of the training run that produced it (its output folder or run id).
+    run = models.CharField(max_length=500, blank=True, default="")
+    notes = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind})"
+
+
+class Engine(models.TextChoices):
+    VLLM = "vllm", "vLLM (OpenAI-compatible server)"
+    LOCAL = "local", "Local transformers engine"
+
+
+class Health(models.TextChoices):
+    UNKNOWN = "unknown", "Unknown"
+    HEALTHY = "healthy", "Healthy"
+    UNHEALTHY = "unhealthy", "Unhealthy"
+
+
+class Deployment(models.Model):
+    checkpoint = models.ForeignKey(Checkpoint, on_delete=models.PROTECT, related_name="deployments")
+    engine = models.CharField(max_length=8, choices=Engine.choices, default=Engine.VLLM)
+    # Base URL of the OpenAI-compatible server, e.g. http://127.0.0.1:8001/v1 (empty for local).
+    endpoint_url = models.CharField(max_length=500, blank=True, default="")
+    # Model name the server knows the checkpoint by (vLLM's --served-model-name); defaults to path.
+    served_model_name = models.CharField(max_length=500, blank=True, default="")
+    enabled = models.BooleanField(default=True)
+    health = models.CharField(max_length=12, choices=Health.choices, default=Health.UNKNOWN)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.checkpoint.name} on {self.engine} {self.endpoint_url}".strip()

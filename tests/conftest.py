@@ -1,0 +1,43 @@
+"""Fixtures shared by the whole suite: tiny and real checkpoints, and service requirements.
+
+Tests that need PostgreSQL, Redis, vLLM or Chromium skip with the reason when it is missing on a
+developer machine; with REQUIRE_SERVICES=1 (set by .ci/run) they fail instead, so CI can never
+pass by skipping them.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+CACHE_DIR = Path(os.environ.get("RLHF_LOOP_CACHE", Path.home() / ".cache" / "rlhf-loop"))
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip (developer machine) or fail (CI) when a needed service or tool is missing."""
+    if condition:
+        return
+    if os.environ.get("REQUIRE_SERVICES") == "1":
+        pytest.fail(f"required by CI but missing: {reason}")
+    pytest.skip(reason)
+
+
+def database_is_postgres() -> bool:
+    from django.db import connection
+
+    return connection.vendor == "postgresql"
+
+
+@pytest.fixture
+def postgres(db):
+    """Marks a test that needs the real PostgreSQL (the suite's database when DATABASE_URL is set)."""
+    require(database_is_postgres(), "needs PostgreSQL: set DATABASE_URL=postgres://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny random Llama chat checkpoint with a locally trained tokenizer (head size 32)."""
+    from training.tiny_model import build_tiny_chat_model
+
+    return build_tiny_chat_model(tmp_path_factory.mktemp("tiny-llama"))
