@@ -1,0 +1,114 @@
+"""Writes exported batch folders in exactly the format of contract §2, for the training tests.
+
+The chosen responses are drawn from helpful, polite words and the rejected ones from curt
+refusals, so even a tiny random model can learn to rank them in a few steps.
+"""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+RATINGS = ["significantly_better", "better", "slightly_better", "negligibly_better"]
+MARGINS_SMALL = {"significantly_better": 1.0, "better": 2 / 3, "slightly_better": 1 / 3, "negligibly_better": 0.0}
+TOPICS = ["weather", "travel", "health", "money", "history", "science", "python", "recipe", "story", "poem"]
+GOOD = "sure here are the steps explain example help good answer thank you".split()
+BAD = "no sorry cannot not".split()
+
+
+def _sentence(rng: random.Random, words: list[str], n: int) -> str:
+    return " ".join(rng.choice(words) for _ in range(n)).capitalize() + "."
+
+
+def preference_row(rng: random.Random, index: int, *, guideline: str, split: str, batch: str, source: str) -> dict:
+    topic = rng.choice(TOPICS)
+    prompt = [{"role": "user", "content": f"Please explain {topic} to me."}]
+    if index % 3 == 0:  # a continued dialogue: the chosen answer of the earlier turn, then a new question
+        prompt += [
+            {"role": "assistant", "content": _sentence(rng, GOOD, 6)},
+            {"role": "user", "content": f"And what about {rng.choice(TOPICS)}?"},
+        ]
+    rating = RATINGS[index % 4]
+    row = {
+        "prompt": prompt,
+        "chosen": [{"role": "assistant", "content": _sentence(rng, GOOD, rng.randint(6, 12))}],
+        "rejected": [{"role": "assistant", "content": _sentence(rng, BAD, rng.randint(3, 6))}],
+        "margin": MARGINS_SMALL[rating],
+        "margin_table": "small",
+        "rating": rating,
+        "guideline": guideline,
+        "chosen_is_safe": None,
+        "rejected_is_safe": None,
+        "safety_bin": None,
+        "comparison_id": index + 1,
+        "item_id": index + 1,
+        "annotator": f"annotator-{index % 5:04x}",
+        "chosen_model": "tiny-sft-v2",
+        "chosen_sampling": {"temperature": 0.7, "top_p": 0.9},
+        "rejected_model": "tiny-sft-v1",
+        "rejected_sampling": {"temperature": 1.0, "top_p": 0.9},
+        "source": source,
+        "batch": batch,
+        "split": split,
+    }
+    if guideline == "safety":
+        bins = [(True, False, "chosen_safe_other_unsafe"), (True, True, "both_safe"), (False, False, "both_unsafe")]
+        row["chosen_is_safe"], row["rejected_is_safe"], row["safety_bin"] = bins[index % 3]
+    return row
+
+
+def write_exported_batch(
+    folder: Path,
+    *,
+    n_train: int = 24,
+    n_test: int = 8,
+    guidelines: tuple[str, ...] = ("helpfulness", "safety"),
+    batch: str = "2026-W48",
+    source: str = "annotation",
+    unsafe_chosen: int = 0,
+    seed: int = 0,
+) -> Path:
+    """Write `folder` as the batches app exports it; `unsafe_chosen` extra train pairs are ones to drop."""
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    splits = {"train": n_train, "test": n_test}
+    for split, count in splits.items():
+        rows = [
+            preference_row(rng, i, guideline=guidelines[i % len(guidelines)], split=split, batch=batch, source=source)
+            for i in range(count)
+        ]
+        if split == "train":
+            for i in range(unsafe_chosen):
+                row = preference_row(rng, count + i, guideline="safety", split=split, batch=batch, source=source)
+                row["chosen_is_safe"], row["rejected_is_safe"], row["safety_bin"] = False, True, None
+                rows.append(row)
+        (folder / f"preferences.{split}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+        hh = [
+            {"chosen": _transcript(row["prompt"] + row["chosen"]), "rejected": _transcript(row["prompt"] + row["rejected"])}
+            for row in rows
+        ]
+        (folder / f"hh.{split}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in hh))
+    demonstrations = [
+        {
+            "messages": [
+                {"role": "user", "content": f"Please explain {rng.choice(TOPICS)} to me."},
+                {"role": "assistant", "content": _sentence(rng, GOOD, rng.randint(8, 14))},
+            ],
+            "guideline": guidelines[i % len(guidelines)],
+            "demonstration_id": i + 1,
+            "annotator": f"annotator-{i % 5:04x}",
+            "source": source,
+            "batch": batch,
+        }
+        for i in range(n_train)
+    ]
+    (folder / "sft.jsonl").write_text("".join(json.dumps(row) + "\n" for row in demonstrations))
+    manifest = {"name": batch, "batch": batch, "counts": {"train": n_train, "test": n_test}}
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    (folder / "README.md").write_text(f"# Batch {batch}\n\nWritten by the training tests.\n")
+    return folder
+
+
+def _transcript(messages: list[dict]) -> str:
+    names = {"user": "Human", "assistant": "Assistant"}
+    return "".join(f"\n\n{names[m['role']]}: {m['content']}" for m in messages)

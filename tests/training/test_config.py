@@ -1,0 +1,60 @@
+from dataclasses import dataclass, field
+
+import pytest
+
+from training.config import ConfigError, load_config, save_config
+
+
+@dataclass
+class Config:
+    model: str
+    learning_rate: float = 1e-5  # the paper's reward-model max lr
+    epochs: int = 1
+    bf16: bool | None = None
+    margin_table: str = "small"
+    data: list[dict] = field(default_factory=list)
+
+
+def test_yaml_then_overrides_replace_the_defaults(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("model: ckpt/chat\nepochs: 2\ndata:\n  - {path: exports/2026-W48}\n")
+
+    config = load_config(Config, path, ["learning_rate=2e-5", "bf16=false", "data=[{path: a}, {path: b, share: 0.1}]"])
+
+    assert config.model == "ckpt/chat"
+    assert config.epochs == 2
+    assert config.learning_rate == 2e-5
+    assert config.bf16 is False
+    assert config.data == [{"path": "a"}, {"path": "b", "share": 0.1}]
+
+
+def test_an_int_is_accepted_where_a_float_goes(tmp_path):
+    config = load_config(Config, None, ["model=m", "learning_rate=1"])
+    assert config.learning_rate == 1.0 and isinstance(config.learning_rate, float)
+
+
+def test_unknown_key_is_an_error_that_names_it(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("model: m\nlearning_rat: 1e-5\n")
+    with pytest.raises(ConfigError, match="unknown key.*learning_rat"):
+        load_config(Config, path)
+
+
+def test_wrong_type_is_an_error_that_names_the_key():
+    with pytest.raises(ConfigError, match="epochs must be int, got 'two'"):
+        load_config(Config, None, ["model=m", "epochs=two"])
+
+
+def test_missing_required_key_and_malformed_override_are_errors(tmp_path):
+    with pytest.raises(ConfigError, match="required key.*model"):
+        load_config(Config, None, [])
+    with pytest.raises(ConfigError, match="not of the form key=value"):
+        load_config(Config, None, ["model"])
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(Config, tmp_path / "missing.yaml")
+
+
+def test_saved_config_loads_back_equal(tmp_path):
+    config = load_config(Config, None, ["model=m", "data=[{path: x, weight: 2.0}]"])
+    save_config(config, tmp_path / "config.yaml")
+    assert load_config(Config, tmp_path / "config.yaml") == config

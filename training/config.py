@@ -1,0 +1,148 @@
+"""Recipe configuration: a dataclass with commented defaults, a YAML file, and `key=value` overrides.
+
+Every recipe (`training/<recipe>.py`) declares a `Config` dataclass. A run is launched as
+
+    python -m training.<recipe> --config training/configs/X.yaml key=value ...
+
+and `load_config` merges the dataclass defaults, the YAML file and the overrides, in that order.
+Unknown keys and values of the wrong type are errors that name the key, so a typo never trains
+a model on a silently ignored setting. The resolved config is written beside each checkpoint
+(`save_config`) and can be loaded back with `load_config(Config, "<checkpoint>/config.yaml")`.
+
+Written by hand because the libraries that do this (Hydra/OmegaConf, simple-parsing) would be a
+new dependency for some forty lines, and HfArgumentParser accepts neither nested lists of data
+sources nor `key=value` overrides on top of a YAML file.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+C = TypeVar("C")
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; the message says which key and why."""
+
+
+def load_config(config_class: type[C], path: str | Path | None = None, overrides: list[str] | None = None) -> C:
+    """Build `config_class` from its defaults, the YAML file at `path`, then `key=value` overrides.
+
+    Override values are parsed as YAML, so `lr=2e-5`, `bf16=false`, `guidelines=[safety]` and
+    `data=[{path: exports/2026-W48}]` all work.
+    """
+    values: dict[str, Any] = {}
+    if path is not None:
+        values.update(_read_yaml(Path(path)))
+    for override in overrides or []:
+        key, sep, raw = override.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {override!r} is not of the form key=value")
+        values[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+    return build_config(config_class, values, origin=str(path) if path else "overrides")
+
+
+def build_config(config_class: type[C], values: dict[str, Any], origin: str = "config") -> C:
+    """Check every key and value against the dataclass fields and build the config."""
+    fields = {field.name: field for field in dataclasses.fields(config_class)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{origin}: unknown key(s) {', '.join(unknown)} for {config_class.__module__}.{config_class.__name__}; "
+            f"known keys: {', '.join(sorted(fields))}"
+        )
+    hints = typing.get_type_hints(config_class)
+    checked = {key: _check_type(key, value, hints[key], origin) for key, value in values.items()}
+    missing = [
+        name
+        for name, field in fields.items()
+        if name not in checked
+        and field.default is dataclasses.MISSING
+        and field.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ConfigError(f"{origin}: required key(s) {', '.join(missing)} not set")
+    try:
+        return config_class(**checked)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"{origin}: {error}") from error
+
+
+def save_config(config: Any, path: str | Path) -> None:
+    """Write the resolved config as YAML, in field order, loadable again with `load_config`."""
+    Path(path).write_text(yaml.safe_dump(dataclasses.asdict(config), sort_keys=False, allow_unicode=True))
+
+
+def parse_args(config_class: type[C], argv: list[str] | None, description: str) -> C:
+    """The command line every recipe shares: `--config FILE` followed by `key=value` overrides."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--config", type=Path, help="YAML file with the run's settings (training/configs/)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="settings that replace the file's")
+    args = parser.parse_args(argv)
+    try:
+        return load_config(config_class, args.config, args.overrides)
+    except ConfigError as error:
+        parser.error(str(error))
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from error
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of key: value, not a {type(data).__name__}")
+    return data
+
+
+def _check_type(key: str, value: Any, hint: Any, origin: str) -> Any:
+    """Accept `value` for a field annotated `hint` (ints where floats go), else raise ConfigError."""
+    if isinstance(value, str) and _matches(1.0, hint) and not _matches(value, hint):
+        # YAML 1.1 reads `2e-5` (no dot) as a string; a float field takes it as the number it is.
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if _matches(value, hint):
+        return float(value) if hint is float and isinstance(value, int) else value
+    raise ConfigError(f"{origin}: {key} must be {_describe(hint)}, got {value!r}")
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if hint is Any:
+        return True
+    if hint is type(None):
+        return value is None
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in args)
+    if origin is typing.Literal:
+        return value in args
+    if origin in (list, tuple):
+        return isinstance(value, list | tuple) and all(_matches(item, args[0]) for item in value) if args else True
+    if origin is dict:
+        return isinstance(value, dict) and all(_matches(v, args[1]) for v in value.values()) if args else True
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True
+
+
+def _describe(hint: Any) -> str:
+    if typing.get_origin(hint) is typing.Literal:
+        return "one of " + ", ".join(repr(arg) for arg in typing.get_args(hint))
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
