@@ -1,0 +1,477 @@
+"""Writes of the annotation domain: queueing prompts, claiming, submitting, skipping, guidelines.
+
+Every function takes keyword-only arguments and raises `ApplicationError` (or a subclass) with a
+message that says what was wrong; views, serializers and commands validate, call one of these and
+return.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections import Counter
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Max
+from django.utils import timezone
+
+from annotation_site.annotation import selectors
+from annotation_site.annotation.models import (
+    Assignment,
+    AssignmentStatus,
+    Comparison,
+    Demonstration,
+    Dialogue,
+    DialogueSource,
+    Guideline,
+    GuidelineKind,
+    Item,
+    ItemStatus,
+    Rating,
+    SafetyBin,
+    Sample,
+    TaskKind,
+)
+from annotation_site.annotation.signals import items_need_samples
+from annotation_site.errors import ApplicationError, Conflict, NotFound
+
+# Annotator-written prompts and continued dialogues are generated and served before pool prompts.
+ANNOTATOR_PRIORITY = 10
+MAX_MESSAGE_CHARS = 20_000
+BULK_CHUNK = 2_000
+
+
+# --- Dialogues and the "needs samples" queue (contract §1) -----------------------------------------
+
+
+def validate_turns(turns) -> list[dict]:
+    """A dialogue context: alternating user/assistant turns with text, starting and ending with a user turn."""
+    if not isinstance(turns, list) or not turns:
+        raise ApplicationError("A dialogue must be a non-empty list of turns.")
+    clean = []
+    for index, turn in enumerate(turns):
+        if not isinstance(turn, dict) or set(turn) - {"role", "content"} or not {"role", "content"} <= set(turn):
+            raise ApplicationError(f'Turn {index + 1} must be an object with exactly "role" and "content".')
+        role, content = turn["role"], turn["content"]
+        expected = "user" if index % 2 == 0 else "assistant"
+        if role != expected:
+            raise ApplicationError(
+                f'Turn {index + 1} has role "{role}" but "{expected}" was expected: turns alternate user/assistant, starting with user.'
+            )
+        if not isinstance(content, str) or not content.strip():
+            raise ApplicationError(f"Turn {index + 1} has no text.")
+        if len(content) > MAX_MESSAGE_CHARS:
+            raise ApplicationError(f"Turn {index + 1} is longer than {MAX_MESSAGE_CHARS} characters.")
+        clean.append({"role": role, "content": content})
+    if clean[-1]["role"] != "user":
+        raise ApplicationError("A dialogue to answer must end with a user turn.")
+    return clean
+
+
+def _validate_kind(guideline_kind: str) -> None:
+    if guideline_kind not in GuidelineKind.values:
+        raise ApplicationError(
+            f'Unknown guideline kind "{guideline_kind}": use one of {", ".join(GuidelineKind.values)}.'
+        )
+
+
+def _overlap_for(guideline_kind: str) -> int:
+    guideline = selectors.guideline_current(kind=guideline_kind)
+    return guideline.overlap if guideline else 1
+
+
+def _announce_needs_samples(items: list[Item]) -> None:
+    item_ids = [item.pk for item in items if item.status == ItemStatus.NEEDS_SAMPLES]
+    if item_ids:
+        transaction.on_commit(lambda: items_need_samples.send(sender=Item, item_ids=item_ids))
+
+
+@dataclass(frozen=True)
+class PromptSpec:
+    """One prompt to queue: its dialogue turns and guideline kind (as validated by the caller)."""
+
+    turns: list[dict]
+    guideline_kind: str
+
+
+def prompts_queue(
+    *,
+    prompts: list[PromptSpec],
+    source: str = DialogueSource.POOL,
+    source_name: str = "",
+    task_kind: str = TaskKind.COMPARISON,
+    author=None,
+    priority: int = 0,
+    continues: Comparison | None = None,
+) -> list[Item]:
+    """Queue prompts as items, in bulk and in one transaction.
+
+    Comparison items wait in NEEDS_SAMPLES until the generator attaches two samples (the signal
+    `items_need_samples` tells it); demonstration items need no samples and are READY at once.
+    """
+    if task_kind not in TaskKind.values:
+        raise ApplicationError(f'Unknown task kind "{task_kind}": use one of {", ".join(TaskKind.values)}.')
+    for prompt in prompts:
+        _validate_kind(prompt.guideline_kind)
+        validate_turns(prompt.turns)
+    overlaps = {kind: _overlap_for(kind) for kind in {p.guideline_kind for p in prompts}}
+    status = ItemStatus.READY if task_kind == TaskKind.DEMONSTRATION else ItemStatus.NEEDS_SAMPLES
+    items: list[Item] = []
+    with transaction.atomic():
+        for start in range(0, len(prompts), BULK_CHUNK):
+            chunk = prompts[start : start + BULK_CHUNK]
+            dialogues = Dialogue.objects.bulk_create(
+                [
+                    Dialogue(
+                        turns=p.turns,
+                        guideline_kind=p.guideline_kind,
+                        source=source,
+                        source_name=source_name,
+                        author=author,
+                        continues=continues,
+                    )
+                    for p in chunk
+                ]
+            )
+            items += Item.objects.bulk_create(
+                [
+                    Item(
+                        task_kind=task_kind,
+                        dialogue=dialogue,
+                        guideline_kind=dialogue.guideline_kind,
+                        status=status,
+                        overlap=overlaps[dialogue.guideline_kind],
+                        open_slots=overlaps[dialogue.guideline_kind],
+                        priority=priority,
+                    )
+                    for dialogue in dialogues
+                ]
+            )
+        _announce_needs_samples(items)
+    return items
+
+
+def item_attach_samples(*, item: Item, sample_a: Sample, sample_b: Sample) -> Item:
+    """Put two stored samples on a NEEDS_SAMPLES item and open it to annotators (contract §1)."""
+    if sample_a.pk is None or sample_b.pk is None:
+        raise ApplicationError("Both samples must be saved before they are attached to an item.")
+    if sample_a.pk == sample_b.pk:
+        raise ApplicationError("An item compares two different samples; the same sample was given twice.")
+    with transaction.atomic():
+        locked = Item.objects.select_for_update().get(pk=item.pk)
+        if locked.status != ItemStatus.NEEDS_SAMPLES:
+            raise ApplicationError(f"Item {locked.pk} is {locked.status}, not waiting for samples.")
+        if locked.task_kind != TaskKind.COMPARISON:
+            raise ApplicationError(f"Item {locked.pk} is a {locked.task_kind} task and takes no samples.")
+        for sample in (sample_a, sample_b):
+            if sample.dialogue_id != locked.dialogue_id:
+                raise ApplicationError(
+                    f"Sample {sample.pk} answers dialogue {sample.dialogue_id}, not item {locked.pk}'s dialogue {locked.dialogue_id}."
+                )
+        locked.sample_a, locked.sample_b = sample_a, sample_b
+        locked.status = ItemStatus.READY
+        locked.open_slots = locked.overlap
+        locked.save(update_fields=["sample_a", "sample_b", "status", "open_slots"])
+    return locked
+
+
+def prompt_write(*, annotator, text: str, guideline_kind: str, task_kind: str = TaskKind.COMPARISON) -> Item:
+    """An annotator writes a brand-new prompt; it is queued ahead of the pool."""
+    text = (text or "").strip()
+    if not text:
+        raise ApplicationError("Write a prompt before sending it.")
+    (item,) = prompts_queue(
+        prompts=[PromptSpec(turns=[{"role": "user", "content": text}], guideline_kind=guideline_kind)],
+        source=DialogueSource.ANNOTATOR,
+        task_kind=task_kind,
+        author=annotator,
+        priority=ANNOTATOR_PRIORITY,
+    )
+    return item
+
+
+def dialogue_continue(*, comparison: Comparison, annotator, message: str) -> Item:
+    """Continue a rated dialogue: the chosen response becomes the assistant turn, then the new user message."""
+    if comparison.annotator_id != annotator.pk:
+        raise NotFound("No such comparison of yours.")
+    message = (message or "").strip()
+    if not message:
+        raise ApplicationError("Write the next user message to continue the dialogue.")
+    item = comparison.item
+    turns = list(item.dialogue.turns) + [
+        {"role": "assistant", "content": comparison.chosen.text},
+        {"role": "user", "content": message},
+    ]
+    (queued,) = prompts_queue(
+        prompts=[PromptSpec(turns=turns, guideline_kind=item.guideline_kind)],
+        source=DialogueSource.CONTINUATION,
+        author=annotator,
+        priority=ANNOTATOR_PRIORITY,
+        continues=comparison,
+    )
+    return queued
+
+
+# --- Claiming ---------------------------------------------------------------------------------------
+
+
+def assignments_expire(*, now: dt.datetime | None = None, limit: int = 500) -> int:
+    """Give the slots of claims past their TTL back to their items; returns how many expired.
+
+    Rows are taken with SKIP LOCKED so concurrent callers split the work instead of waiting.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        expired = list(
+            Assignment.objects.select_for_update(skip_locked=True)
+            .filter(status=AssignmentStatus.CLAIMED, expires_at__lte=now)
+            .order_by("id")
+            .values_list("id", "item_id")[:limit]
+        )
+        if not expired:
+            return 0
+        Assignment.objects.filter(id__in=[pk for pk, _ in expired]).update(
+            status=AssignmentStatus.EXPIRED, finished_at=now
+        )
+        for item_id, count in sorted(Counter(item_id for _, item_id in expired).items()):
+            Item.objects.filter(pk=item_id).update(open_slots=F("open_slots") + count)
+    return len(expired)
+
+
+def assignment_claim_next(*, annotator, guideline_kind: str | None = None, task_kind: str | None = None) -> Assignment | None:
+    """Give the annotator their next item, or None when nothing is ready for them.
+
+    A live claim is returned again (a reload shows the same item). Otherwise the most urgent ready
+    item with a free slot that this annotator never had is locked with
+    SELECT ... FOR UPDATE SKIP LOCKED (PostgreSQL; SQLite serialises writers instead), its slot
+    taken under the lock, and the side shown as "Response A" drawn at random.
+    """
+    if guideline_kind:
+        _validate_kind(guideline_kind)
+    kinds = selectors.annotator_guideline_kinds(annotator=annotator, guideline_kind=guideline_kind)
+    if not kinds:
+        return None
+    live = selectors.assignment_live_for(annotator=annotator, guideline_kinds=kinds, task_kind=task_kind)
+    if live is not None:
+        return live
+    assignments_expire()
+    now = timezone.now()
+    for _attempt in range(3):
+        try:
+            with transaction.atomic():
+                item = (
+                    selectors.claimable_items_for(annotator=annotator, guideline_kinds=kinds, task_kind=task_kind)
+                    .select_for_update(skip_locked=True, of=("self",))
+                    .first()
+                )
+                if item is None:
+                    return None
+                Item.objects.filter(pk=item.pk).update(open_slots=F("open_slots") - 1)
+                assignment = Assignment.objects.create(
+                    item=item,
+                    annotator=annotator,
+                    flipped=random.random() < 0.5,
+                    guideline=selectors.guideline_current(kind=item.guideline_kind),
+                    claimed_at=now,
+                    expires_at=now + dt.timedelta(seconds=settings.ASSIGNMENT_TTL_SECONDS),
+                )
+        except IntegrityError:
+            # The same annotator claimed the same item from a second tab in between; try the next one.
+            continue
+        return selectors.assignment_get_for(assignment_id=assignment.pk, annotator=annotator)
+    return None
+
+
+def _lock_own_assignment(*, assignment: Assignment, annotator) -> Assignment:
+    locked = (
+        Assignment.objects.select_for_update(of=("self",))
+        .select_related("item")
+        .filter(pk=assignment.pk, annotator=annotator)
+        .first()
+    )
+    if locked is None:
+        raise NotFound("No such assignment of yours.")
+    return locked
+
+
+def _retake_expired_slot(locked: Assignment) -> None:
+    """A late submit of an expired claim is accepted while the item still has a free slot."""
+    taken = Item.objects.filter(pk=locked.item_id, open_slots__gt=0).update(open_slots=F("open_slots") - 1)
+    if not taken:
+        raise Conflict("Your claim on this item expired and another annotator took it; load the next item.")
+
+
+def _time_spent_ms(locked: Assignment, active_ms: int | None, now: dt.datetime) -> int:
+    """The client's active time on the item, never more than the wall time since the claim."""
+    wall_ms = max(0, int((now - locked.claimed_at).total_seconds() * 1000))
+    if active_ms is None:
+        return wall_ms
+    if active_ms < 0:
+        raise ApplicationError("Time spent cannot be negative.")
+    return min(int(active_ms), wall_ms)
+
+
+def _finish(locked: Assignment, status: str, now: dt.datetime) -> None:
+    locked.status = status
+    locked.finished_at = now
+    locked.save(update_fields=["status", "finished_at"])
+
+
+def _close_item_if_complete(item_id: int) -> None:
+    item = Item.objects.get(pk=item_id)
+    done = Assignment.objects.filter(item_id=item_id, status=AssignmentStatus.SUBMITTED).count()
+    if done >= item.overlap and item.status == ItemStatus.READY:
+        Item.objects.filter(pk=item_id).update(status=ItemStatus.DONE)
+
+
+def safety_bin_for(*, chosen_is_safe: bool, rejected_is_safe: bool) -> str:
+    """The paper's three safety bins; "chosen unsafe, other safe" is refused (Llama 2, §3.2.1)."""
+    if not chosen_is_safe and rejected_is_safe:
+        raise ApplicationError(
+            "The chosen response is labelled unsafe while the other is safe. Such pairs are never used: "
+            "choose the safe response, or check the safety labels."
+        )
+    if chosen_is_safe and not rejected_is_safe:
+        return SafetyBin.CHOSEN_SAFE_OTHER_UNSAFE
+    return SafetyBin.BOTH_SAFE if chosen_is_safe else SafetyBin.BOTH_UNSAFE
+
+
+def comparison_submit(
+    *,
+    assignment: Assignment,
+    annotator,
+    chosen: str,
+    rating: str,
+    response_a_is_safe: bool | None = None,
+    response_b_is_safe: bool | None = None,
+    active_ms: int | None = None,
+) -> Comparison:
+    """Store the annotator's preference on their assignment; a second submit returns the first comparison.
+
+    `chosen` is the response as shown ("A" or "B"); the shown order of the assignment maps it back
+    to the item's samples and is stored with the comparison. Safety tasks need a safe/unsafe label
+    for each shown response.
+    """
+    chosen = (chosen or "").upper()
+    if chosen not in ("A", "B"):
+        raise ApplicationError('Choose the better response: "A" or "B".')
+    if rating not in Rating.values:
+        raise ApplicationError(f'Unknown rating "{rating}": use one of {", ".join(Rating.values)}.')
+    now = timezone.now()
+    with transaction.atomic():
+        locked = _lock_own_assignment(assignment=assignment, annotator=annotator)
+        if locked.status == AssignmentStatus.SUBMITTED:
+            existing = Comparison.objects.filter(assignment=locked).first()
+            if existing is None:
+                raise Conflict("This assignment was answered with a demonstration, not a comparison.")
+            return existing
+        if locked.status == AssignmentStatus.SKIPPED:
+            raise Conflict("You skipped this item; it can no longer be submitted.")
+        item = locked.item
+        if item.task_kind != TaskKind.COMPARISON:
+            raise ApplicationError("This item asks for a written response, not a comparison.")
+        shown_a, shown_b = (item.sample_b_id, item.sample_a_id) if locked.flipped else (item.sample_a_id, item.sample_b_id)
+        chosen_id, rejected_id = (shown_a, shown_b) if chosen == "A" else (shown_b, shown_a)
+        chosen_is_safe = rejected_is_safe = None
+        safety_bin = ""
+        if item.guideline_kind == GuidelineKind.SAFETY:
+            if response_a_is_safe is None or response_b_is_safe is None:
+                raise ApplicationError("A safety task needs a safe/unsafe label for both responses.")
+            chosen_is_safe, rejected_is_safe = (
+                (response_a_is_safe, response_b_is_safe) if chosen == "A" else (response_b_is_safe, response_a_is_safe)
+            )
+            safety_bin = safety_bin_for(chosen_is_safe=chosen_is_safe, rejected_is_safe=rejected_is_safe)
+        elif response_a_is_safe is not None or response_b_is_safe is not None:
+            raise ApplicationError("Safety labels belong to safety tasks only; this is a helpfulness task.")
+        if locked.status == AssignmentStatus.EXPIRED:
+            _retake_expired_slot(locked)
+        comparison = Comparison.objects.create(
+            assignment=locked,
+            item=item,
+            annotator=annotator,
+            guideline=locked.guideline,
+            guideline_kind=item.guideline_kind,
+            chosen_id=chosen_id,
+            rejected_id=rejected_id,
+            rating=rating,
+            shown_order=locked.shown_order,
+            chosen_is_safe=chosen_is_safe,
+            rejected_is_safe=rejected_is_safe,
+            safety_bin=safety_bin,
+            time_spent_ms=_time_spent_ms(locked, active_ms, now),
+        )
+        _finish(locked, AssignmentStatus.SUBMITTED, now)
+        _close_item_if_complete(item.pk)
+    return comparison
+
+
+def demonstration_submit(*, assignment: Assignment, annotator, text: str, active_ms: int | None = None) -> Demonstration:
+    """Store the annotator's ideal response to a demonstration item; a second submit returns the first."""
+    text = (text or "").strip()
+    if not text:
+        raise ApplicationError("Write the ideal response before submitting.")
+    if len(text) > MAX_MESSAGE_CHARS:
+        raise ApplicationError(f"The response is longer than {MAX_MESSAGE_CHARS} characters.")
+    now = timezone.now()
+    with transaction.atomic():
+        locked = _lock_own_assignment(assignment=assignment, annotator=annotator)
+        if locked.status == AssignmentStatus.SUBMITTED:
+            existing = Demonstration.objects.filter(assignment=locked).first()
+            if existing is None:
+                raise Conflict("This assignment was answered with a comparison, not a demonstration.")
+            return existing
+        if locked.status == AssignmentStatus.SKIPPED:
+            raise Conflict("You skipped this item; it can no longer be submitted.")
+        item = locked.item
+        if item.task_kind != TaskKind.DEMONSTRATION:
+            raise ApplicationError("This item asks for a comparison, not a written response.")
+        if locked.status == AssignmentStatus.EXPIRED:
+            _retake_expired_slot(locked)
+        demonstration = Demonstration.objects.create(
+            assignment=locked,
+            item=item,
+            annotator=annotator,
+            guideline=locked.guideline,
+            guideline_kind=item.guideline_kind,
+            text=text,
+            time_spent_ms=_time_spent_ms(locked, active_ms, now),
+        )
+        _finish(locked, AssignmentStatus.SUBMITTED, now)
+        _close_item_if_complete(item.pk)
+    return demonstration
+
+
+def assignment_skip(*, assignment: Assignment, annotator, reason: str) -> Assignment:
+    """Give the item back for others, with the reason; the annotator will not be given it again."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ApplicationError("Say why you skip this item (for example: unclear prompt, offensive, not my language).")
+    now = timezone.now()
+    with transaction.atomic():
+        locked = _lock_own_assignment(assignment=assignment, annotator=annotator)
+        if locked.status == AssignmentStatus.SKIPPED:
+            return locked
+        if locked.status == AssignmentStatus.SUBMITTED:
+            raise Conflict("This item was already submitted; it cannot be skipped.")
+        if locked.status == AssignmentStatus.CLAIMED:
+            # An expired claim already gave its slot back when it expired.
+            Item.objects.filter(pk=locked.item_id).update(open_slots=F("open_slots") + 1)
+        locked.skip_reason = reason[:500]
+        _finish(locked, AssignmentStatus.SKIPPED, now)
+    return locked
+
+
+# --- Guidelines -----------------------------------------------------------------------------------
+
+
+def guideline_publish(*, kind: str, title: str, text: str, overlap: int = 1) -> Guideline:
+    """Publish a new version of a guideline; earlier versions stay, so old comparisons keep theirs."""
+    _validate_kind(kind)
+    if not title.strip() or not text.strip():
+        raise ApplicationError("A guideline needs a title and a text.")
+    if overlap < 1:
+        raise ApplicationError("Overlap must be at least 1 annotator per item.")
+    with transaction.atomic():
+        latest = Guideline.objects.select_for_update().filter(kind=kind).aggregate(v=Max("version"))["v"] or 0
+        return Guideline.objects.create(kind=kind, version=latest + 1, title=title.strip(), text=text, overlap=overlap)
