@@ -1,0 +1,554 @@
+"""Writes comparisons and demonstrations as an exported batch folder (contract §2 of the platform).
+
+Files: `preferences.{train,test}.jsonl` (TRL's conversational preference format plus metadata) and
+their `.parquet` twins, `hh.{train,test}.jsonl` (Anthropic HH transcripts), `sft.jsonl`,
+`manifest.json` and a data card `README.md`.
+
+Rows are streamed from the database with `values_list(...).iterator(chunk_size=...)` (a server-side
+cursor on PostgreSQL), encoded with orjson and written chunk by chunk, so memory stays flat however
+big the batch is. Everything is ordered by id, keys are sorted and no clock is read, so exporting
+the same rows with the same options writes the same bytes. The folder is written beside its final
+place and renamed into place only once complete and fsynced: a crash never leaves a half batch.
+"""
+from __future__ import annotations
+
+import hashlib
+import heapq
+import os
+import shutil
+import uuid
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+from django.db.models import Count, F, QuerySet, TextField
+from django.db.models.functions import Cast
+
+from annotation_site.annotation.models import Rating
+
+EXPORT_FORMAT_VERSION = 1
+
+# Llama 2, Table 27: the margin m(r) subtracted in the reward-model loss (eq. 2), by rating.
+MARGIN_TABLES: dict[str, dict[str, float]] = {
+    "small": {
+        Rating.SIGNIFICANTLY_BETTER.value: 1.0,
+        Rating.BETTER.value: 2 / 3,
+        Rating.SLIGHTLY_BETTER.value: 1 / 3,
+        Rating.NEGLIGIBLY_BETTER.value: 0.0,
+    },
+    "large": {
+        Rating.SIGNIFICANTLY_BETTER.value: 3.0,
+        Rating.BETTER.value: 2.0,
+        Rating.SLIGHTLY_BETTER.value: 1.0,
+        Rating.NEGLIGIBLY_BETTER.value: 0.0,
+    },
+}
+
+PREFERENCE_FILES = ("preferences.train.jsonl", "preferences.test.jsonl")
+PARQUET_FILES = ("preferences.train.parquet", "preferences.test.parquet")
+HH_FILES = ("hh.train.jsonl", "hh.test.jsonl")
+SFT_FILE = "sft.jsonl"
+SPLITS = ("train", "test")
+
+_ORJSON_LINE = orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE
+
+_MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+# Sampling parameters differ between engines, so Parquet keeps them as JSON text (sorted keys)
+# rather than a struct whose fields would change from batch to batch.
+PARQUET_SCHEMA = pa.schema(
+    [
+        ("prompt", _MESSAGES),
+        ("chosen", _MESSAGES),
+        ("rejected", _MESSAGES),
+        ("margin", pa.float64()),
+        ("margin_table", pa.string()),
+        ("rating", pa.string()),
+        ("guideline", pa.string()),
+        ("chosen_is_safe", pa.bool_()),
+        ("rejected_is_safe", pa.bool_()),
+        ("safety_bin", pa.string()),
+        ("comparison_id", pa.int64()),
+        ("item_id", pa.int64()),
+        ("annotator", pa.string()),
+        ("chosen_model", pa.string()),
+        ("chosen_checkpoint", pa.string()),
+        ("chosen_sampling", pa.string()),
+        ("rejected_model", pa.string()),
+        ("rejected_checkpoint", pa.string()),
+        ("rejected_sampling", pa.string()),
+        ("source", pa.string()),
+        ("batch", pa.string()),
+        ("split", pa.string()),
+    ]
+)
+_SAMPLING_COLUMNS = ("chosen_sampling", "rejected_sampling")
+_PLAIN_PARQUET_SCHEMA = pa.schema([field for field in PARQUET_SCHEMA if field.name not in _SAMPLING_COLUMNS])
+
+
+class ExportError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """Everything besides the rows that decides the bytes of an export."""
+
+    margin_table: str
+    # >= 1: hold out about this many comparisons (whole items); < 1: this fraction of items.
+    test_size: float
+    # A count never holds out more than this fraction of the comparisons.
+    test_max_fraction: float
+    code_version: str
+    # The batch's week ("2026-W48") or None for an exported source dataset.
+    batch: str | None
+    # Written as the manifest's "created"; taken from the batch, never from the clock.
+    created: str | None = None
+
+    def __post_init__(self):
+        if self.margin_table not in MARGIN_TABLES:
+            raise ExportError(
+                f'Unknown margin table "{self.margin_table}": use one of {", ".join(sorted(MARGIN_TABLES))}.'
+            )
+        if not self.test_size > 0:
+            raise ExportError(f"The test size must be a count >= 1 or a fraction in (0, 1), got {self.test_size}.")
+        if not 0 < self.test_max_fraction <= 1:
+            raise ExportError(f"The test max fraction must be in (0, 1], got {self.test_max_fraction}.")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ExportOptions":
+        return cls(**data)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def item_hash(item_id: int) -> int:
+    """A stable 64-bit hash of an item id: the key of the hold-out split."""
+    return int.from_bytes(hashlib.blake2b(b"item:%d" % item_id, digest_size=8).digest(), "big")
+
+
+_HASH_SPACE = 2**64
+
+
+def test_items(comparisons: QuerySet, options: ExportOptions) -> Callable[[int], bool]:
+    """Decide the hold-out side of each item, so all annotations of an item fall on the same side.
+
+    A fraction takes the items whose hash falls below it. A count takes items in hash order until
+    about that many comparisons are held out; only the `count` smallest hashes are ever kept (a
+    bounded heap), so this stays small whatever the batch size.
+    """
+    if options.test_size < 1:
+        threshold = int(options.test_size * _HASH_SPACE)
+        return lambda item_id: item_hash(item_id) < threshold
+    per_item = comparisons.order_by().values_list("item_id").annotate(n=Count("id"))
+    total = 0
+    largest: list[tuple[int, int, int]] = []  # max-heap by hash: (-hash, item_id, n)
+    wanted = int(options.test_size)
+    for item_id, count in per_item.iterator(chunk_size=10_000):
+        total += count
+        entry = (-item_hash(item_id), item_id, count)
+        if len(largest) < wanted:
+            heapq.heappush(largest, entry)
+        elif entry > largest[0]:
+            heapq.heapreplace(largest, entry)
+    target = min(wanted, int(total * options.test_max_fraction))
+    chosen: set[int] = set()
+    held_out = 0
+    for _, item_id, count in sorted(largest, reverse=True):
+        if held_out >= target:
+            break
+        chosen.add(item_id)
+        held_out += count
+    return chosen.__contains__
+
+
+def _assistant(text: str) -> list[dict]:
+    return [{"role": "assistant", "content": text}]
+
+
+def _transcript(turns: list[dict]) -> str:
+    """Anthropic HH style: "\\n\\nHuman: ...\\n\\nAssistant: ..." for each turn."""
+    return "".join(
+        ("\n\nHuman: " if turn["role"] == "user" else "\n\nAssistant: ") + turn["content"] for turn in turns
+    )
+
+
+class _HashingFile:
+    """A binary file that hashes what it writes, so checksums need no second read of the data."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.handle = open(path, "wb")
+        self.sha256 = hashlib.sha256()
+        self.rows = 0
+
+    def write(self, data: bytes) -> None:
+        self.handle.write(data)
+        self.sha256.update(data)
+
+    def close(self) -> None:
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+        self.handle.close()
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+_COMPARISON_COLUMNS = (
+    "id",
+    "item_id",
+    "guideline_kind",
+    "rating",
+    "chosen_is_safe",
+    "rejected_is_safe",
+    "safety_bin",
+    "source",
+    "turns_json",
+    "chosen__text",
+    "chosen__model_name",
+    "chosen__checkpoint__name",
+    "chosen_sampling_json",
+    "rejected__text",
+    "rejected__model_name",
+    "rejected__checkpoint__name",
+    "rejected_sampling_json",
+    "annotator__profile__pseudonym",
+)
+
+
+def exportable(comparisons: QuerySet) -> QuerySet:
+    """Leave out pairs whose chosen response is unsafe and the other safe (Llama 2, §3.2.2).
+
+    The database refuses such rows already; the export filters them again so no import path or
+    future constraint change can ever let one into a training file.
+    """
+    return comparisons.exclude(chosen_is_safe=False, rejected_is_safe=True)
+
+
+def comparison_rows(comparisons: QuerySet, chunk_size: int) -> Iterator[tuple]:
+    """One flat tuple per exportable comparison, in id order, from a single joined query.
+
+    JSON columns come back as their text (Cast) and are parsed with orjson: faster than Django's
+    json.loads converter, which matters at a million rows.
+    """
+    return (
+        exportable(comparisons)
+        .annotate(
+            turns_json=Cast(F("item__dialogue__turns"), TextField()),
+            chosen_sampling_json=Cast(F("chosen__sampling_params"), TextField()),
+            rejected_sampling_json=Cast(F("rejected__sampling_params"), TextField()),
+        )
+        .order_by("id")
+        .values_list(*_COMPARISON_COLUMNS)
+        .iterator(chunk_size=chunk_size)
+    )
+
+
+class _Counts:
+    def __init__(self):
+        self.by = {name: Counter() for name in ("guideline", "rating", "safety_bin", "annotator", "source", "split")}
+
+    def add(self, row: dict) -> None:
+        self.by["guideline"][row["guideline"]] += 1
+        self.by["rating"][row["rating"] or "unrated"] += 1
+        self.by["safety_bin"][row["safety_bin"] or "none"] += 1
+        self.by["annotator"][row["annotator"] or "imported"] += 1
+        self.by["source"][row["source"]] += 1
+        self.by["split"][row["split"]] += 1
+
+    def as_dict(self) -> dict:
+        return {name: dict(sorted(counter.items())) for name, counter in self.by.items()}
+
+
+def _write_preferences(
+    comparisons: QuerySet,
+    folder: Path,
+    options: ExportOptions,
+    chunk_size: int,
+    on_chunk: Callable[[int], None],
+) -> tuple[dict, dict]:
+    margins = MARGIN_TABLES[options.margin_table]
+    is_test = test_items(exportable(comparisons), options)
+    jsonl = {split: _HashingFile(folder / name) for split, name in zip(SPLITS, PREFERENCE_FILES)}
+    hh = {split: _HashingFile(folder / name) for split, name in zip(SPLITS, HH_FILES)}
+    parquet = {
+        split: pq.ParquetWriter(folder / name, PARQUET_SCHEMA, compression="zstd")
+        for split, name in zip(SPLITS, PARQUET_FILES)
+    }
+    chunk: dict[str, list[dict]] = {split: [] for split in SPLITS}
+    counts = _Counts()
+    done = 0
+
+    def flush() -> None:
+        for split, rows in chunk.items():
+            if not rows:
+                continue
+            table = pa.Table.from_pylist(rows, schema=_PLAIN_PARQUET_SCHEMA)
+            for column in _SAMPLING_COLUMNS:
+                values = [orjson.dumps(row[column], option=orjson.OPT_SORT_KEYS).decode() for row in rows]
+                table = table.append_column(column, pa.array(values, pa.string()))
+            parquet[split].write_table(table.select(PARQUET_SCHEMA.names), row_group_size=len(rows))
+            rows.clear()
+
+    try:
+        for (
+            comparison_id,
+            item_id,
+            guideline,
+            rating,
+            chosen_is_safe,
+            rejected_is_safe,
+            safety_bin,
+            source,
+            turns_json,
+            chosen_text,
+            chosen_model,
+            chosen_checkpoint,
+            chosen_sampling,
+            rejected_text,
+            rejected_model,
+            rejected_checkpoint,
+            rejected_sampling,
+            annotator,
+        ) in comparison_rows(comparisons, chunk_size):
+            prompt = orjson.loads(turns_json)
+            split = "test" if is_test(item_id) else "train"
+            row = {
+                "prompt": prompt,
+                "chosen": _assistant(chosen_text),
+                "rejected": _assistant(rejected_text),
+                "margin": margins.get(rating, 0.0),
+                "margin_table": options.margin_table,
+                "rating": rating or None,
+                "guideline": guideline,
+                "chosen_is_safe": chosen_is_safe,
+                "rejected_is_safe": rejected_is_safe,
+                "safety_bin": safety_bin or None,
+                "comparison_id": comparison_id,
+                "item_id": item_id,
+                "annotator": annotator,
+                "chosen_model": chosen_model,
+                "chosen_checkpoint": chosen_checkpoint,
+                "chosen_sampling": orjson.loads(chosen_sampling) if chosen_sampling else {},
+                "rejected_model": rejected_model,
+                "rejected_checkpoint": rejected_checkpoint,
+                "rejected_sampling": orjson.loads(rejected_sampling) if rejected_sampling else {},
+                "source": source,
+                "batch": options.batch,
+                "split": split,
+            }
+            jsonl[split].write(orjson.dumps(row, option=_ORJSON_LINE))
+            jsonl[split].rows += 1
+            context = _transcript(prompt)
+            hh[split].write(
+                orjson.dumps(
+                    {
+                        "chosen": f"{context}\n\nAssistant: {chosen_text}",
+                        "rejected": f"{context}\n\nAssistant: {rejected_text}",
+                        "comparison_id": comparison_id,
+                        "guideline": guideline,
+                        "margin": row["margin"],
+                    },
+                    option=_ORJSON_LINE,
+                )
+            )
+            hh[split].rows += 1
+            counts.add(row)
+            chunk[split].append(row)
+            done += 1
+            if done % chunk_size == 0:
+                flush()
+                on_chunk(done)
+        flush()
+        on_chunk(done)
+    finally:
+        for handle in (*jsonl.values(), *hh.values()):
+            handle.close()
+        for writer in parquet.values():
+            writer.close()
+    files = {}
+    for split in SPLITS:
+        for handle in (jsonl[split], hh[split]):
+            files[handle.path.name] = {"rows": handle.rows, "sha256": handle.sha256.hexdigest()}
+        parquet_path = folder / PARQUET_FILES[SPLITS.index(split)]
+        _fsync_path(parquet_path)
+        files[parquet_path.name] = {"rows": jsonl[split].rows, "sha256": _file_sha256(parquet_path)}
+    return files, counts.as_dict()
+
+
+_DEMONSTRATION_COLUMNS = ("id", "guideline_kind", "text", "source", "turns_json", "annotator__profile__pseudonym")
+
+
+def _write_sft(demonstrations: QuerySet, folder: Path, options: ExportOptions, chunk_size: int) -> tuple[dict, dict]:
+    out = _HashingFile(folder / SFT_FILE)
+    by_guideline: Counter = Counter()
+    rows = (
+        demonstrations.annotate(turns_json=Cast(F("item__dialogue__turns"), TextField()))
+        .order_by("id")
+        .values_list(*_DEMONSTRATION_COLUMNS)
+        .iterator(chunk_size=chunk_size)
+    )
+    try:
+        for demonstration_id, guideline, text, source, turns_json, annotator in rows:
+            messages = orjson.loads(turns_json)
+            messages.append({"role": "assistant", "content": text})
+            out.write(
+                orjson.dumps(
+                    {
+                        "messages": messages,
+                        "guideline": guideline,
+                        "demonstration_id": demonstration_id,
+                        "annotator": annotator,
+                        "source": source,
+                        "batch": options.batch,
+                    },
+                    option=_ORJSON_LINE,
+                )
+            )
+            out.rows += 1
+            by_guideline[guideline] += 1
+    finally:
+        out.close()
+    return {SFT_FILE: {"rows": out.rows, "sha256": out.sha256.hexdigest()}}, dict(sorted(by_guideline.items()))
+
+
+def _fsync_path(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _data_card(manifest: dict) -> str:
+    title = f"Batch {manifest['batch']}" if manifest["batch"] else f"Source dataset {manifest['name']}"
+    counts = manifest["counts"]
+    lines = [
+        f"# {title}",
+        "",
+        f"Human preference comparisons exported by the RLHF loop (export format {manifest['format_version']},"
+        f" code version {manifest['code_version']}).",
+        "",
+        f"- comparisons: {manifest['comparisons']} (train {counts['split'].get('train', 0)},"
+        f" test {counts['split'].get('test', 0)}); SFT demonstrations: {manifest['demonstrations']}",
+        f"- margin table: {manifest['margin_table']} (Llama 2, Table 27): "
+        + ", ".join(f"{rating} {value:.3g}" for rating, value in manifest["margins"].items()),
+        f"- test split: {manifest['test_split']['rule']}",
+        "- pairs whose chosen response is unsafe while the other is safe are left out "
+        f"({manifest['excluded_chosen_unsafe_other_safe']} left out)",
+        "",
+    ]
+    for name in ("guideline", "rating", "safety_bin", "source", "annotator"):
+        lines.append(f"## By {name.replace('_', ' ')}")
+        lines.append("")
+        lines.extend(f"- {key}: {value}" for key, value in counts[name].items())
+        lines.append("")
+    lines.append("## Files")
+    lines.append("")
+    lines.extend(
+        f"- `{name}`: {entry['rows']} rows, sha256 `{entry['sha256']}`" for name, entry in manifest["files"].items()
+    )
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _test_rule(options: ExportOptions) -> str:
+    if options.test_size < 1:
+        return f"items whose hash of the item id falls in the lowest {options.test_size:g} of the hash range"
+    return (
+        f"about {int(options.test_size)} comparisons (at most {options.test_max_fraction:g} of the batch),"
+        " whole items taken in order of a hash of the item id"
+    )
+
+
+def write_export(
+    *,
+    folder: Path,
+    name: str,
+    comparisons: QuerySet,
+    demonstrations: QuerySet,
+    options: ExportOptions,
+    chunk_size: int = 5000,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Write every export file into `folder` (which must exist and be empty); returns the manifest."""
+    total = comparisons.count()
+    kept = exportable(comparisons).count()
+    excluded = total - kept
+    report = on_progress or (lambda done, total: None)
+    report(0, kept)
+    files, counts = _write_preferences(comparisons, folder, options, chunk_size, lambda done: report(done, kept))
+    sft_files, sft_counts = _write_sft(demonstrations, folder, options, chunk_size)
+    files.update(sft_files)
+    manifest = {
+        "format_version": EXPORT_FORMAT_VERSION,
+        "name": name,
+        "batch": options.batch,
+        "created": options.created,
+        "code_version": options.code_version,
+        "comparisons": kept,
+        "demonstrations": sft_files[SFT_FILE]["rows"],
+        "excluded_chosen_unsafe_other_safe": excluded,
+        "margin_table": options.margin_table,
+        "margins": dict(MARGIN_TABLES[options.margin_table]),
+        "test_split": {
+            "test_size": options.test_size,
+            "test_max_fraction": options.test_max_fraction,
+            "rule": _test_rule(options),
+        },
+        "counts": counts,
+        "demonstration_counts": {"guideline": sft_counts},
+        "files": dict(sorted(files.items())),
+    }
+    (folder / "README.md").write_text(_data_card(manifest), encoding="utf-8")
+    (folder / "manifest.json").write_bytes(orjson.dumps(manifest, option=_ORJSON_LINE | orjson.OPT_INDENT_2))
+    for path in (folder / "README.md", folder / "manifest.json"):
+        _fsync_path(path)
+    return manifest
+
+
+def remove_partial_exports(final: Path) -> None:
+    """Remove folders a crashed export left beside `final` (never `final` itself)."""
+    for stale in final.parent.glob(f".{final.name}.partial-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+@contextmanager
+def atomic_folder(final: Path, *, replace: bool) -> Iterator[Path]:
+    """Yield an empty folder beside `final`; rename it to `final` only if the block completes.
+
+    A crash or an error leaves `final` as it was (absent, or the previous export when replacing).
+    Replacing swaps the old folder aside first: the only instant without `final` is between two
+    renames of the same directory.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if final.exists() and not replace:
+        raise ExportError(f"{final} already exists: choose another folder or remove it first.")
+    partial = final.parent / f".{final.name}.partial-{uuid.uuid4().hex[:12]}"
+    partial.mkdir()
+    try:
+        yield partial
+        _fsync_path(partial)
+        old = None
+        if final.exists():
+            old = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:12]}"
+            os.rename(final, old)
+        os.rename(partial, final)
+        _fsync_path(final.parent)
+        if old is not None:
+            shutil.rmtree(old)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise

@@ -1,0 +1,49 @@
+"""Reads of batches and of what is waiting for one."""
+from __future__ import annotations
+
+import datetime as dt
+
+from django.conf import settings
+from django.db.models import Q, QuerySet
+
+from annotation_site.annotation.models import Comparison, Demonstration
+from annotation_site.batches.models import Batch, BatchState
+from annotation_site.errors import NotFound
+
+
+def batch_list() -> QuerySet[Batch]:
+    return Batch.objects.order_by("-week")
+
+
+def batch_get(key: str | int) -> Batch:
+    """A batch by id or by week ("2026-W48")."""
+    text = str(key).strip()
+    batch = Batch.objects.filter(pk=int(text)).first() if text.isdigit() else Batch.objects.filter(week=text).first()
+    if batch is None:
+        raise NotFound(f'There is no batch "{text}": give its id or its week, e.g. 2026-W48.')
+    return batch
+
+
+def unbatched_counts() -> dict:
+    """Platform comparisons and demonstrations waiting for the next batch."""
+    return {
+        "comparisons": Comparison.objects.filter(batch__isnull=True, source="annotation").count(),
+        "demonstrations": Demonstration.objects.filter(batch__isnull=True, source="annotation").count(),
+    }
+
+
+def batches_needing_export(*, now: dt.datetime) -> QuerySet[Batch]:
+    """Closed batches whose export never reached a worker, and exports whose worker went silent."""
+    stale = now - dt.timedelta(seconds=settings.BATCH_EXPORT_STALE_AFTER_S)
+    never_enqueued = Q(state=BatchState.CLOSED) & (Q(export_enqueued_at__isnull=True) | Q(export_enqueued_at__lt=stale))
+    lost_worker = Q(state=BatchState.EXPORTING) & (
+        Q(export_heartbeat_at__lt=stale) | Q(export_heartbeat_at__isnull=True, export_started_at__lt=stale)
+    )
+    return Batch.objects.filter(never_enqueued | lost_worker).order_by("week")
+
+
+def source_names() -> list[str]:
+    """Names of imported datasets (every comparison or demonstration source but the platform's own)."""
+    names = set(Comparison.objects.exclude(source="annotation").values_list("source", flat=True).distinct())
+    names |= set(Demonstration.objects.exclude(source="annotation").values_list("source", flat=True).distinct())
+    return sorted(names)
