@@ -28,7 +28,7 @@ def preference_row(rng: random.Random, index: int, *, guideline: str, split: str
             {"role": "assistant", "content": _sentence(rng, GOOD, 6)},
             {"role": "user", "content": f"And what about {rng.choice(TOPICS)}?"},
         ]
-    rating = RATINGS[index % 4]
+    rating = RATINGS[(index // 2) % 4]  # spread over both guidelines, which alternate
     row = {
         "prompt": prompt,
         "chosen": [{"role": "assistant", "content": _sentence(rng, GOOD, rng.randint(6, 12))}],
