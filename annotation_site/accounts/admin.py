@@ -1,0 +1,12 @@
+from django.contrib import admin
+
+from annotation_site.accounts.models import AnnotatorProfile
+
+
+@admin.register(AnnotatorProfile)
+class AnnotatorProfileAdmin(admin.ModelAdmin):
+    list_display = ("user", "pseudonym", "weekly_quota", "guideline_kinds", "created_at")
+    search_fields = ("user__username", "pseudonym")
+    list_editable = ("weekly_quota",)
+    readonly_fields = ("pseudonym", "created_at")
+    raw_id_fields = ("user",)

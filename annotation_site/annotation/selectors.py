@@ -137,3 +137,12 @@ def queue_status(*, annotator, guideline_kind: str | None = None) -> QueueStatus
         ready=ready.count(),
         needs_samples=Item.objects.filter(status=ItemStatus.NEEDS_SAMPLES, guideline_kind__in=kinds).count(),
     )
+
+
+def comparison_get_for(*, comparison_id: int, annotator) -> Comparison | None:
+    """One of the annotator's own comparisons; None for someone else's."""
+    return (
+        Comparison.objects.select_related("item__dialogue", "chosen")
+        .filter(pk=comparison_id, annotator=annotator)
+        .first()
+    )

@@ -315,7 +315,7 @@ def _time_spent_ms(locked: Assignment, active_ms: int | None, now: dt.datetime) 
 def _finish(locked: Assignment, status: str, now: dt.datetime) -> None:
     locked.status = status
     locked.finished_at = now
-    locked.save(update_fields=["status", "finished_at"])
+    locked.save(update_fields=["status", "finished_at", "skip_reason"])
 
 
 def _close_item_if_complete(item_id: int) -> None:

@@ -1,0 +1,117 @@
+"""Django admin for the annotation domain: useful lists, and comparison data shown read-only."""
+from __future__ import annotations
+
+from django.contrib import admin
+
+from annotation_site.annotation import services
+from annotation_site.annotation.models import (
+    Assignment,
+    Comparison,
+    Demonstration,
+    Dialogue,
+    Guideline,
+    Item,
+    Sample,
+)
+
+
+def _first_turn(dialogue: Dialogue) -> str:
+    return dialogue.turns[0]["content"][:80] if dialogue.turns else ""
+
+
+@admin.register(Guideline)
+class GuidelineAdmin(admin.ModelAdmin):
+    """Saving an edited guideline publishes a new version; the old one stays for the comparisons made under it."""
+
+    list_display = ("kind", "version", "title", "overlap", "is_active", "created_at")
+    list_filter = ("kind", "is_active")
+    search_fields = ("title", "text")
+    readonly_fields = ("version", "created_at")
+
+    def save_model(self, request, obj, form, change):
+        if change and not {"kind", "title", "text", "overlap"} & set(form.changed_data):
+            super().save_model(request, obj, form, change)  # only the active flag changed
+            return
+        published = services.guideline_publish(kind=obj.kind, title=obj.title, text=obj.text, overlap=obj.overlap)
+        if change:
+            self.message_user(request, f"Published as version {published.version}; the earlier version is kept unchanged.")
+        obj.pk, obj.version = published.pk, published.version
+
+
+@admin.register(Dialogue)
+class DialogueAdmin(admin.ModelAdmin):
+    list_display = ("id", "first_turn", "guideline_kind", "source", "source_name", "author", "created_at")
+    list_filter = ("guideline_kind", "source")
+    search_fields = ("source_name", "author__username")
+    raw_id_fields = ("author", "continues")
+
+    @admin.display(description="first user turn")
+    def first_turn(self, dialogue):
+        return _first_turn(dialogue)
+
+
+@admin.register(Sample)
+class SampleAdmin(admin.ModelAdmin):
+    list_display = ("id", "model_name", "checkpoint", "finish_reason", "completion_tokens", "latency_ms", "created_at")
+    list_filter = ("model_name", "finish_reason")
+    search_fields = ("model_name", "text")
+    raw_id_fields = ("dialogue", "checkpoint")
+
+
+class AssignmentInline(admin.TabularInline):
+    model = Assignment
+    extra = 0
+    fields = ("annotator", "status", "flipped", "claimed_at", "expires_at", "finished_at", "skip_reason")
+    readonly_fields = fields
+    can_delete = False
+
+
+@admin.register(Item)
+class ItemAdmin(admin.ModelAdmin):
+    list_display = ("id", "task_kind", "guideline_kind", "status", "overlap", "open_slots", "priority", "created_at")
+    list_filter = ("status", "task_kind", "guideline_kind")
+    search_fields = ("id", "dialogue__source_name")
+    raw_id_fields = ("dialogue", "sample_a", "sample_b")
+    inlines = [AssignmentInline]
+    actions = ["retire"]
+
+    @admin.action(description="Retire the selected items (annotators will no longer be given them)")
+    def retire(self, request, queryset):
+        updated = queryset.exclude(status="done").update(status="retired", open_slots=0)
+        self.message_user(request, f"Retired {updated} item(s).")
+
+
+@admin.register(Assignment)
+class AssignmentAdmin(admin.ModelAdmin):
+    list_display = ("id", "item", "annotator", "status", "flipped", "claimed_at", "expires_at", "finished_at")
+    list_filter = ("status",)
+    search_fields = ("annotator__username", "item__id", "skip_reason")
+    raw_id_fields = ("item", "annotator", "guideline")
+    date_hierarchy = "claimed_at"
+
+
+class ReadOnlyAnnotationAdmin(admin.ModelAdmin):
+    """Annotations are evidence for training: shown in full, never edited by hand."""
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(Comparison)
+class ComparisonAdmin(ReadOnlyAnnotationAdmin):
+    list_display = ("id", "item", "annotator", "guideline_kind", "rating", "safety_bin", "shown_order", "time_spent_ms", "source", "batch", "created_at")
+    list_filter = ("guideline_kind", "rating", "safety_bin", "source", "batch")
+    search_fields = ("annotator__username", "source", "item__id")
+    date_hierarchy = "created_at"
+    list_select_related = ("annotator", "item", "batch")
+
+
+@admin.register(Demonstration)
+class DemonstrationAdmin(ReadOnlyAnnotationAdmin):
+    list_display = ("id", "item", "annotator", "guideline_kind", "time_spent_ms", "source", "batch", "created_at")
+    list_filter = ("guideline_kind", "source", "batch")
+    search_fields = ("annotator__username", "text")
+    date_hierarchy = "created_at"

@@ -1,0 +1,172 @@
+"""The annotation REST API: one view per operation, each validating input and calling one service."""
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotation_site.accounts.permissions import CanAnnotate, CanQueuePrompts
+from annotation_site.annotation import selectors, services
+from annotation_site.annotation.serializers import (
+    AssignmentOutputSerializer,
+    ComparisonInputSerializer,
+    ComparisonOutputSerializer,
+    ContinueInputSerializer,
+    DemonstrationInputSerializer,
+    DemonstrationOutputSerializer,
+    NextItemInputSerializer,
+    NextItemOutputSerializer,
+    ProgressOutputSerializer,
+    PromptInputSerializer,
+    QueuedItemOutputSerializer,
+    QueuePromptsInputSerializer,
+    QueuePromptsOutputSerializer,
+    QueueStatusSerializer,
+    SkipInputSerializer,
+    SkipOutputSerializer,
+)
+from annotation_site.errors import NotFound
+
+
+def _valid(serializer_class, data) -> dict:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def _own_assignment(request, assignment_id: int):
+    assignment = selectors.assignment_get_for(assignment_id=assignment_id, annotator=request.user)
+    if assignment is None:
+        # The same answer whether it does not exist or belongs to someone else.
+        raise NotFound("No such assignment of yours.")
+    return assignment
+
+
+def next_item_payload(*, annotator, guideline_kind=None, task_kind=None) -> dict:
+    """Claim the annotator's next item and describe it with the queue status (shared with the page)."""
+    assignment = services.assignment_claim_next(annotator=annotator, guideline_kind=guideline_kind, task_kind=task_kind)
+    queue = selectors.queue_status(annotator=annotator, guideline_kind=guideline_kind)
+    return NextItemOutputSerializer({"assignment": assignment, "queue": queue}).data
+
+
+class NextItemApi(APIView):
+    permission_classes = [CanAnnotate]
+
+    @extend_schema(request=NextItemInputSerializer, responses=NextItemOutputSerializer, summary="Claim your next item")
+    def post(self, request):
+        data = _valid(NextItemInputSerializer, request.data)
+        return Response(next_item_payload(annotator=request.user, **data))
+
+
+class AssignmentDetailApi(APIView):
+    permission_classes = [CanAnnotate]
+
+    @extend_schema(responses=AssignmentOutputSerializer, summary="One of your assignments")
+    def get(self, request, assignment_id: int):
+        return Response(AssignmentOutputSerializer(_own_assignment(request, assignment_id)).data)
+
+
+class ComparisonSubmitApi(APIView):
+    permission_classes = [CanAnnotate]
+
+    @extend_schema(request=ComparisonInputSerializer, responses=ComparisonOutputSerializer, summary="Submit your comparison")
+    def post(self, request, assignment_id: int):
+        data = _valid(ComparisonInputSerializer, request.data)
+        comparison = services.comparison_submit(
+            assignment=_own_assignment(request, assignment_id), annotator=request.user, **data
+        )
+        return Response(ComparisonOutputSerializer(comparison).data, status=201)
+
+
+class DemonstrationSubmitApi(APIView):
+    permission_classes = [CanAnnotate]
+
+    @extend_schema(
+        request=DemonstrationInputSerializer, responses=DemonstrationOutputSerializer, summary="Submit your ideal response"
+    )
+    def post(self, request, assignment_id: int):
+        data = _valid(DemonstrationInputSerializer, request.data)
+        demonstration = services.demonstration_submit(
+            assignment=_own_assignment(request, assignment_id), annotator=request.user, **data
+        )
+        return Response(DemonstrationOutputSerializer(demonstration).data, status=201)
+
+
+class SkipApi(APIView):
+    permission_classes = [CanAnnotate]
+
+    @extend_schema(request=SkipInputSerializer, responses=SkipOutputSerializer, summary="Skip an item, with the reason")
+    def post(self, request, assignment_id: int):
+        data = _valid(SkipInputSerializer, request.data)
+        skipped = services.assignment_skip(
+            assignment=_own_assignment(request, assignment_id), annotator=request.user, reason=data["reason"]
+        )
+        return Response(SkipOutputSerializer(skipped).data)
+
+
+class ProgressApi(APIView):
+    permission_classes = [CanAnnotate]
+
+    @extend_schema(responses=ProgressOutputSerializer, summary="Your count this ISO week against your quota")
+    def get(self, request):
+        return Response(ProgressOutputSerializer(selectors.annotator_progress(annotator=request.user)).data)
+
+
+class QueueStatusApi(APIView):
+    permission_classes = [CanAnnotate]
+
+    @extend_schema(
+        parameters=[NextItemInputSerializer], responses=QueueStatusSerializer, summary="How many items are ready for you"
+    )
+    def get(self, request):
+        data = _valid(NextItemInputSerializer, request.query_params)
+        status = selectors.queue_status(annotator=request.user, guideline_kind=data.get("guideline_kind"))
+        return Response(QueueStatusSerializer(status).data)
+
+
+class PromptWriteApi(APIView):
+    permission_classes = [CanAnnotate]
+
+    @extend_schema(request=PromptInputSerializer, responses=QueuedItemOutputSerializer, summary="Write a new prompt")
+    def post(self, request):
+        data = _valid(PromptInputSerializer, request.data)
+        item = services.prompt_write(annotator=request.user, **data)
+        return Response(QueuedItemOutputSerializer(item).data, status=201)
+
+
+class DialogueContinueApi(APIView):
+    permission_classes = [CanAnnotate]
+
+    @extend_schema(
+        request=ContinueInputSerializer, responses=QueuedItemOutputSerializer, summary="Continue a dialogue you rated"
+    )
+    def post(self, request, comparison_id: int):
+        data = _valid(ContinueInputSerializer, request.data)
+        comparison = selectors.comparison_get_for(comparison_id=comparison_id, annotator=request.user)
+        if comparison is None:
+            raise NotFound("No such comparison of yours.")
+        item = services.dialogue_continue(comparison=comparison, annotator=request.user, message=data["message"])
+        return Response(QueuedItemOutputSerializer(item).data, status=201)
+
+
+class QueuePromptsApi(APIView):
+    permission_classes = [CanQueuePrompts]
+
+    @extend_schema(
+        request=QueuePromptsInputSerializer,
+        responses=QueuePromptsOutputSerializer,
+        summary="Queue prompts for comparison or demonstration (admins, researchers)",
+    )
+    def post(self, request):
+        data = _valid(QueuePromptsInputSerializer, request.data)
+        items = services.prompts_queue(
+            prompts=[
+                services.PromptSpec(turns=[dict(t) for t in p["turns"]], guideline_kind=p["guideline_kind"])
+                for p in data["prompts"]
+            ],
+            task_kind=data["task_kind"],
+            source_name=data["source_name"],
+            priority=data["priority"],
+            author=request.user,
+        )
+        return Response(QueuePromptsOutputSerializer({"item_ids": [item.pk for item in items]}).data, status=201)

@@ -1,0 +1,153 @@
+"""Input and output shapes of the annotation API, one pair per operation."""
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from annotation_site.annotation.models import GuidelineKind, Rating, TaskKind
+
+
+class TurnSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=["user", "assistant"])
+    content = serializers.CharField(trim_whitespace=False)
+
+
+class ShownResponseSerializer(serializers.Serializer):
+    label = serializers.CharField(help_text='"A" or "B", as shown to the annotator.')
+    text = serializers.CharField()
+
+
+class GuidelineRefSerializer(serializers.Serializer):
+    kind = serializers.CharField()
+    version = serializers.IntegerField()
+    title = serializers.CharField()
+
+
+class AssignmentOutputSerializer(serializers.Serializer):
+    """An item as one annotator sees it: never which model wrote which response."""
+
+    id = serializers.IntegerField()
+    status = serializers.CharField()
+    task_kind = serializers.CharField(source="item.task_kind")
+    guideline_kind = serializers.CharField(source="item.guideline_kind")
+    guideline = GuidelineRefSerializer(allow_null=True)
+    dialogue = TurnSerializer(many=True, source="item.dialogue.turns")
+    responses = serializers.SerializerMethodField()
+    claimed_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField()
+
+    def get_responses(self, assignment) -> list[dict]:
+        item = assignment.item
+        if item.task_kind != TaskKind.COMPARISON:
+            return []
+        first, second = (item.sample_b, item.sample_a) if assignment.flipped else (item.sample_a, item.sample_b)
+        return ShownResponseSerializer([{"label": "A", "text": first.text}, {"label": "B", "text": second.text}], many=True).data
+
+
+class QueueStatusSerializer(serializers.Serializer):
+    ready_for_you = serializers.IntegerField(help_text="Items you can be given now.")
+    ready = serializers.IntegerField(help_text="Items ready for annotators of your guideline kinds.")
+    needs_samples = serializers.IntegerField(help_text="Prompts whose two responses are being generated.")
+
+
+class NextItemInputSerializer(serializers.Serializer):
+    guideline_kind = serializers.ChoiceField(choices=GuidelineKind.choices, required=False)
+    task_kind = serializers.ChoiceField(choices=TaskKind.choices, required=False)
+
+
+class NextItemOutputSerializer(serializers.Serializer):
+    assignment = AssignmentOutputSerializer(allow_null=True)
+    queue = QueueStatusSerializer()
+
+
+class ComparisonInputSerializer(serializers.Serializer):
+    chosen = serializers.ChoiceField(choices=["A", "B"], help_text="The better response, as shown.")
+    rating = serializers.ChoiceField(choices=Rating.choices, help_text="How much better it is (Llama 2, §3.2.1).")
+    response_a_is_safe = serializers.BooleanField(required=False, allow_null=True, default=None)
+    response_b_is_safe = serializers.BooleanField(required=False, allow_null=True, default=None)
+    active_ms = serializers.IntegerField(
+        required=False, allow_null=True, default=None, min_value=0, help_text="Active time on the item, measured by the client."
+    )
+
+
+class ComparisonOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    assignment = serializers.IntegerField(source="assignment_id")
+    chosen = serializers.SerializerMethodField(help_text='"A" or "B", as shown.')
+    rating = serializers.CharField()
+    chosen_is_safe = serializers.BooleanField(allow_null=True)
+    rejected_is_safe = serializers.BooleanField(allow_null=True)
+    safety_bin = serializers.CharField()
+    time_spent_ms = serializers.IntegerField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+    def get_chosen(self, comparison) -> str:
+        item = comparison.item
+        shown_a = item.sample_b_id if comparison.shown_order == "ba" else item.sample_a_id
+        return "A" if comparison.chosen_id == shown_a else "B"
+
+
+class SkipInputSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=500)
+
+
+class SkipOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.CharField()
+    skip_reason = serializers.CharField()
+
+
+class DemonstrationInputSerializer(serializers.Serializer):
+    text = serializers.CharField(trim_whitespace=False)
+    active_ms = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=0)
+
+
+class DemonstrationOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    assignment = serializers.IntegerField(source="assignment_id")
+    text = serializers.CharField()
+    time_spent_ms = serializers.IntegerField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+class ProgressOutputSerializer(serializers.Serializer):
+    week = serializers.CharField(help_text='ISO week, e.g. "2026-W48" (from Monday 00:00 UTC).')
+    week_start = serializers.DateTimeField()
+    comparisons = serializers.IntegerField()
+    demonstrations = serializers.IntegerField()
+    done = serializers.IntegerField()
+    quota = serializers.IntegerField()
+    fraction = serializers.FloatField()
+
+
+class PromptInputSerializer(serializers.Serializer):
+    text = serializers.CharField(max_length=20_000)
+    guideline_kind = serializers.ChoiceField(choices=GuidelineKind.choices, default=GuidelineKind.HELPFULNESS)
+
+
+class ContinueInputSerializer(serializers.Serializer):
+    message = serializers.CharField(max_length=20_000, help_text="The next user message.")
+
+
+class QueuedItemOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.CharField()
+    task_kind = serializers.CharField()
+    guideline_kind = serializers.CharField()
+    priority = serializers.IntegerField()
+    dialogue = TurnSerializer(many=True, source="dialogue.turns")
+
+
+class QueuePromptSerializer(serializers.Serializer):
+    turns = TurnSerializer(many=True)
+    guideline_kind = serializers.ChoiceField(choices=GuidelineKind.choices)
+
+
+class QueuePromptsInputSerializer(serializers.Serializer):
+    prompts = QueuePromptSerializer(many=True, allow_empty=False)
+    task_kind = serializers.ChoiceField(choices=TaskKind.choices, default=TaskKind.COMPARISON)
+    source_name = serializers.CharField(max_length=200, required=False, default="")
+    priority = serializers.IntegerField(required=False, default=0, min_value=-100, max_value=100)
+
+
+class QueuePromptsOutputSerializer(serializers.Serializer):
+    item_ids = serializers.ListField(child=serializers.IntegerField())

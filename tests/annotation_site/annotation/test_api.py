@@ -1,0 +1,136 @@
+"""The annotation API: the same operations as the page, with session or token auth."""
+import json
+
+import pytest
+from rest_framework.test import APIClient
+
+from annotation_site.accounts.services import user_create
+from annotation_site.annotation.models import Assignment, Comparison, Demonstration, Item, ItemStatus
+from tests.annotation_site.annotation.factories import make_annotator, make_demonstration_item, make_ready_item
+
+pytestmark = pytest.mark.django_db
+
+
+def client_for(user) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def claim(client, **data):
+    response = client.post("/api/annotate/next/", data, format="json")
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def test_next_item_shows_dialogue_and_two_unnamed_responses():
+    item = make_ready_item()
+    body = claim(client_for(make_annotator()))
+    shown = body["assignment"]
+    assert shown["task_kind"] == "comparison" and shown["guideline_kind"] == "helpfulness"
+    assert shown["dialogue"] == item.dialogue.turns
+    assert [r["label"] for r in shown["responses"]] == ["A", "B"]
+    assert {r["text"] for r in shown["responses"]} == {item.sample_a.text, item.sample_b.text}
+    assert "model-a" not in json.dumps(body) and "model-b" not in json.dumps(body)  # who wrote it is never shown
+    assert body["queue"] == {"ready_for_you": 0, "ready": 0, "needs_samples": 0}
+
+
+def test_next_item_is_null_with_the_queue_status_when_nothing_is_ready():
+    body = claim(client_for(make_annotator()))
+    assert body["assignment"] is None and body["queue"]["ready_for_you"] == 0
+
+
+def test_submit_skip_and_progress_round_trip():
+    make_ready_item()
+    make_ready_item()
+    annotator = make_annotator(weekly_quota=10)
+    client = client_for(annotator)
+    first = claim(client)["assignment"]
+    response = client.post(
+        f"/api/assignments/{first['id']}/comparison/", {"chosen": "B", "rating": "better", "active_ms": 1500}, format="json"
+    )
+    assert response.status_code == 201, response.content
+    assert response.json()["chosen"] == "B" and response.json()["rating"] == "better"
+    repeat = client.post(f"/api/assignments/{first['id']}/comparison/", {"chosen": "A", "rating": "better"}, format="json")
+    assert repeat.status_code == 201 and repeat.json()["id"] == response.json()["id"] and repeat.json()["chosen"] == "B"
+    second = claim(client)["assignment"]
+    assert client.post(f"/api/assignments/{second['id']}/skip/", {}, format="json").status_code == 400
+    skipped = client.post(f"/api/assignments/{second['id']}/skip/", {"reason": "not my language"}, format="json")
+    assert skipped.status_code == 200 and skipped.json()["status"] == "skipped"
+    progress = client.get("/api/me/progress/").json()
+    assert (progress["done"], progress["quota"], progress["fraction"]) == (1, 10, 0.1)
+    assert Comparison.objects.count() == 1
+
+
+def test_the_safety_refusal_comes_back_as_a_400_with_the_reason():
+    make_ready_item(guideline_kind="safety")
+    client = client_for(make_annotator())
+    shown = claim(client)["assignment"]
+    response = client.post(
+        f"/api/assignments/{shown['id']}/comparison/",
+        {"chosen": "A", "rating": "better", "response_a_is_safe": False, "response_b_is_safe": True},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert "unsafe while the other is safe" in response.json()["message"]
+    assert not Comparison.objects.exists()
+
+
+def test_bad_input_names_the_field():
+    make_ready_item()
+    client = client_for(make_annotator())
+    shown = claim(client)["assignment"]
+    response = client.post(f"/api/assignments/{shown['id']}/comparison/", {"chosen": "A", "rating": "huge"}, format="json")
+    assert response.status_code == 400 and "rating" in response.json()["fields"]
+
+
+def test_writing_a_prompt_and_continuing_a_dialogue_queue_items_needing_samples():
+    make_ready_item()
+    client = client_for(make_annotator())
+    written = client.post("/api/prompts/", {"text": "Explain tides", "guideline_kind": "helpfulness"}, format="json")
+    assert written.status_code == 201 and written.json()["status"] == "needs_samples"
+    shown = claim(client)["assignment"]
+    comparison = client.post(f"/api/assignments/{shown['id']}/comparison/", {"chosen": "A", "rating": "better"}, format="json")
+    continued = client.post(f"/api/comparisons/{comparison.json()['id']}/continue/", {"message": "Why?"}, format="json")
+    assert continued.status_code == 201
+    assert [turn["role"] for turn in continued.json()["dialogue"]] == ["user", "assistant", "user"]
+    assert Item.objects.filter(status=ItemStatus.NEEDS_SAMPLES).count() == 2
+    status = client.get("/api/queue/status/").json()
+    assert status["needs_samples"] == 2
+
+
+def test_a_demonstration_is_submitted_through_its_own_operation():
+    make_demonstration_item()
+    client = client_for(make_annotator())
+    shown = claim(client, task_kind="demonstration")["assignment"]
+    assert shown["task_kind"] == "demonstration" and shown["responses"] == []
+    response = client.post(f"/api/assignments/{shown['id']}/demonstration/", {"text": "Here is how.", "active_ms": 10}, format="json")
+    assert response.status_code == 201 and Demonstration.objects.get().text == "Here is how."
+
+
+def test_admins_and_researchers_queue_demonstration_prompts_but_annotators_cannot():
+    payload = {
+        "task_kind": "demonstration",
+        "prompts": [{"turns": [{"role": "user", "content": "Write a haiku about rain"}], "guideline_kind": "helpfulness"}],
+    }
+    researcher = user_create(username="res", role="researcher", password="pw-123456")
+    assert client_for(make_annotator()).post("/api/prompts/queue/", payload, format="json").status_code == 403
+    response = client_for(researcher).post("/api/prompts/queue/", payload, format="json")
+    assert response.status_code == 201
+    assert Item.objects.get(pk=response.json()["item_ids"][0]).status == ItemStatus.READY
+
+
+def test_a_token_obtained_with_the_password_authenticates_api_calls():
+    make_ready_item()
+    make_annotator("tok")
+    client = APIClient()
+    token = client.post("/api/auth/token/", {"username": "tok", "password": "pw-123456"}, format="json").json()["token"]
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    assert claim(client)["assignment"] is not None
+
+
+def test_the_schema_and_docs_are_served():
+    client = client_for(make_annotator())
+    schema = client.get("/api/schema/")
+    assert schema.status_code == 200 and b"/api/annotate/next/" in schema.content
+    assert client.get("/api/docs/").status_code == 200
