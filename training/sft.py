@@ -80,12 +80,50 @@ def to_prompt_completion(row: dict) -> dict:
     return {"prompt": row["messages"][:-1], "completion": row["messages"][-1:]}
 
 
+def build_trainer(config: Config, tokenizer, train_dataset, eval_dataset=None, *, output_dir: Path, callbacks=()):
+    """TRL's SFTTrainer set up with the paper's settings; prompt tokens get label -100."""
+    from trl import SFTConfig, SFTTrainer
+
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    args = SFTConfig(
+        output_dir=str(output_dir),
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type="cosine_with_min_lr",
+        lr_scheduler_kwargs={"min_lr_rate": config.min_lr_ratio},
+        weight_decay=config.weight_decay,
+        per_device_train_batch_size=config.per_device_batch_size,
+        per_device_eval_batch_size=config.per_device_batch_size,
+        gradient_accumulation_steps=max(1, round(config.batch_size / (config.per_device_batch_size * world_size))),
+        max_length=config.max_length,
+        packing=config.packing,
+        completion_only_loss=True,
+        activation_checkpointing=config.gradient_checkpointing,
+        seed=config.seed,
+        data_seed=config.seed,
+        logging_steps=config.logging_steps,
+        save_strategy="no",
+        eval_strategy="no",
+        report_to="none",
+        **precision_args(config.bf16),
+        **config.trainer_args,
+    )
+    return SFTTrainer(
+        model=config.model,
+        args=args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        callbacks=list(callbacks),
+    )
+
+
 def train(config: Config) -> Path:
     """Fine-tune `config.model` on the demonstrations; returns the finished checkpoint folder."""
     from accelerate import PartialState
     from datasets import Dataset
     from transformers import AutoTokenizer
-    from trl import SFTConfig, SFTTrainer
 
     sources = parse_sources(config.data)
     state = PartialState()
@@ -105,46 +143,19 @@ def train(config: Config) -> Path:
         train_dataset = Dataset.from_list([to_prompt_completion(row) for row in train_rows])
         eval_dataset = Dataset.from_list([to_prompt_completion(row) for row in eval_rows]) if eval_rows else None
 
-        world_size = int(os.environ.get("WORLD_SIZE", "1"))
-        accumulation = max(1, round(config.batch_size / (config.per_device_batch_size * world_size)))
-        args = SFTConfig(
-            output_dir=str(run.tmp),
-            num_train_epochs=config.epochs,
-            max_steps=config.max_steps,
-            learning_rate=config.learning_rate,
-            lr_scheduler_type="cosine_with_min_lr",
-            lr_scheduler_kwargs={"min_lr_rate": config.min_lr_ratio},
-            weight_decay=config.weight_decay,
-            per_device_train_batch_size=config.per_device_batch_size,
-            per_device_eval_batch_size=config.per_device_batch_size,
-            gradient_accumulation_steps=accumulation,
-            max_length=config.max_length,
-            packing=config.packing,
-            completion_only_loss=True,
-            activation_checkpointing=config.gradient_checkpointing,
-            seed=config.seed,
-            data_seed=config.seed,
-            logging_steps=config.logging_steps,
-            save_strategy="no",
-            eval_strategy="no",
-            report_to="none",
-            **precision_args(config.bf16),
-            **config.trainer_args,
-        )
         metrics_path = run.tmp / "metrics.jsonl"
         metrics_file = MetricsFile(metrics_path)
-        trainer = SFTTrainer(
-            model=config.model,
-            args=args,
-            train_dataset=train_dataset,
-            eval_dataset=eval_dataset,
-            processing_class=tokenizer,
-            callbacks=[metrics_file],
-        )
+        trainer = build_trainer(config, tokenizer, train_dataset, eval_dataset, output_dir=run.tmp, callbacks=[metrics_file])
+        accumulation = trainer.args.gradient_accumulation_steps
+        world_size = trainer.args.world_size
         # TRL truncates instead of dropping; a sequence at the limit lost its end (or exactly fit).
         truncated = sum(len(ids) >= config.max_length for ids in trainer.train_dataset["input_ids"]) if not config.packing else None
         if truncated:
             logger.warning("%d of %d demonstrations reach max_length=%d tokens and are truncated", truncated, len(train_dataset), config.max_length)
+        # TRL drops an example whose answer lies wholly past max_length: no token left to learn from.
+        fully_masked = len(train_dataset) - len(trainer.train_dataset) if not config.packing else None
+        if fully_masked:
+            logger.warning("%d demonstrations have no answer token within max_length and are dropped", fully_masked)
         steps_per_epoch = math.ceil(len(trainer.get_train_dataloader()) / accumulation)
         total_steps = config.max_steps if config.max_steps > 0 else math.ceil(steps_per_epoch * config.epochs)
         trainer.args.warmup_steps = warmup_steps(total_steps, ratio=config.warmup_ratio, minimum=config.warmup_min_steps)
@@ -153,6 +164,7 @@ def train(config: Config) -> Path:
             "train_demonstrations": len(train_dataset),
             "eval_demonstrations": len(eval_rows),
             "train_demonstrations_truncated": truncated,
+            "train_demonstrations_dropped_no_answer_token": fully_masked,
             "examples_per_step": config.per_device_batch_size * accumulation * world_size,
             "total_steps": total_steps,
             "warmup_steps": trainer.args.warmup_steps,
