@@ -136,6 +136,8 @@ SPECTACULAR_SETTINGS = {
 ASSIGNMENT_TTL_SECONDS = env_int("ASSIGNMENT_TTL_SECONDS", 30 * 60, minimum=30)
 # Weekly quota of a new annotator (editable per annotator by admins).
 DEFAULT_WEEKLY_QUOTA = env_int("DEFAULT_WEEKLY_QUOTA", 200, minimum=0)
+# How often the annotate page asks whether new items are ready while it has none to show.
+ANNOTATE_POLL_MS = env_int("ANNOTATE_POLL_MS", 3000, minimum=250)
 
 # --- Celery -----------------------------------------------------------------------------------
 # Redis in production and CI. The embedded default is kombu's filesystem transport: a real
