@@ -54,6 +54,9 @@ PARQUET_FILES = ("preferences.train.parquet", "preferences.test.parquet")
 HH_FILES = ("hh.train.jsonl", "hh.test.jsonl")
 SFT_FILE = "sft.jsonl"
 SPLITS = ("train", "test")
+# Rows per Parquet row group. Fixed, not tied to the database chunk size, so the Parquet bytes
+# depend only on the rows and a re-export with another chunk size writes the same files.
+PARQUET_ROW_GROUP_ROWS = 10_000
 
 _ORJSON_LINE = orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE
 
@@ -290,10 +293,9 @@ def _write_preferences(
     counts = _Counts()
     done = 0
 
-    def flush() -> None:
-        for split, rows in chunk.items():
-            if not rows:
-                continue
+    def flush(split: str) -> None:
+        rows = chunk[split]
+        if rows:
             table = pa.Table.from_pylist(rows, schema=_PLAIN_PARQUET_SCHEMA)
             for column in _SAMPLING_COLUMNS:
                 values = [orjson.dumps(row[column], option=orjson.OPT_SORT_KEYS).decode() for row in rows]
@@ -366,11 +368,13 @@ def _write_preferences(
             hh[split].rows += 1
             counts.add(row)
             chunk[split].append(row)
+            if len(chunk[split]) == PARQUET_ROW_GROUP_ROWS:
+                flush(split)
             done += 1
             if done % chunk_size == 0:
-                flush()
                 on_chunk(done)
-        flush()
+        for split in SPLITS:
+            flush(split)
         on_chunk(done)
     finally:
         for handle in (*jsonl.values(), *hh.values()):

@@ -1,1 +1,9 @@
-urlpatterns = []
+from django.urls import path
+
+from annotation_site.batches import views
+
+app_name = "batches"
+
+urlpatterns = [
+    path("<int:batch_id>/download/", views.batch_download, name="download"),
+]

@@ -1,0 +1,123 @@
+"""Batches in the admin: the list with counts and state, "close now", re-export, download, live progress."""
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from annotation_site.batches import selectors, services
+from annotation_site.batches.models import Batch, BatchState
+from annotation_site.batches.permissions import can_manage_batches, can_read_batches
+from annotation_site.errors import ApplicationError
+
+
+@admin.register(Batch)
+class BatchAdmin(admin.ModelAdmin):
+    list_display = (
+        "week",
+        "state",
+        "comparison_count",
+        "demonstration_count",
+        "progress",
+        "closed_at",
+        "closed_early",
+        "exported_at",
+        "download",
+    )
+    list_filter = ("state", "closed_early")
+    actions = ["reexport"]
+    readonly_fields = [field.name for field in Batch._meta.fields]
+    change_list_template = "admin/batches/batch/change_list.html"
+
+    class Media:
+        js = ("batches/batch_progress.js",)
+
+    # Batches are made by closing a week, never by hand, and their rows are protected.
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_view_permission(self, request, obj=None):
+        return can_read_batches(request.user) and super().has_view_permission(request, obj)
+
+    def has_module_permission(self, request):
+        return can_read_batches(request.user) and super().has_module_permission(request)
+
+    def has_reexport_permission(self, request):
+        return can_manage_batches(request.user)
+
+    @admin.display(description="comparisons")
+    def comparison_count(self, batch: Batch):
+        return batch.counts.get("comparisons", 0)
+
+    @admin.display(description="demonstrations")
+    def demonstration_count(self, batch: Batch):
+        return batch.counts.get("demonstrations", 0)
+
+    @admin.display(description="export progress")
+    def progress(self, batch: Batch):
+        return format_html(
+            '<progress class="batch-progress" max="1" value="{}" data-state="{}" data-url="{}"></progress> '
+            '<span class="batch-progress-label">{}%</span>',
+            f"{batch.export_progress:.4f}",
+            batch.state,
+            reverse("api-batch-detail", args=[batch.id]),
+            int(round(batch.export_progress * 100)),
+        )
+
+    @admin.display(description="download")
+    def download(self, batch: Batch):
+        if batch.state != BatchState.EXPORTED:
+            return batch.export_error[:120] if batch.export_error else "-"
+        return format_html('<a href="{}">zip</a>', reverse("batches:download", args=[batch.id]))
+
+    @admin.action(description="Re-export the selected batches (same bytes)", permissions=["reexport"])
+    def reexport(self, request, queryset):
+        for batch in queryset:
+            try:
+                services.batch_reexport(batch=batch)
+            except ApplicationError as error:
+                self.message_user(request, error.message, messages.ERROR)
+            else:
+                self.message_user(request, f"Export of batch {batch.week} started.", messages.SUCCESS)
+
+    def get_urls(self):
+        return [
+            path("close-now/", self.admin_site.admin_view(self.close_now_view), name="batches_batch_close_now"),
+            *super().get_urls(),
+        ]
+
+    def close_now_view(self, request):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not can_manage_batches(request.user):
+            raise PermissionDenied("Only admins can close batches.")
+        try:
+            batch, created = services.batch_close(week=request.POST.get("week") or None)
+        except ApplicationError as error:
+            self.message_user(request, error.message, messages.ERROR)
+        else:
+            if created:
+                self.message_user(
+                    request,
+                    f"Closed batch {batch.week} with {batch.counts['comparisons']} comparisons; exporting.",
+                    messages.SUCCESS,
+                )
+            else:
+                self.message_user(request, f"Batch {batch.week} was already closed.", messages.WARNING)
+        return HttpResponseRedirect(reverse("admin:batches_batch_changelist"))
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {
+            **(extra_context or {}),
+            "can_manage_batches": can_manage_batches(request.user),
+            "unbatched": selectors.unbatched_counts(),
+            "current_week": services.week_of(timezone.now()),
+        }
+        return super().changelist_view(request, extra_context=extra_context)

@@ -1,0 +1,301 @@
+"""The exported batch folder, checked field by field against the rows it came from."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from django.db import connection
+
+from annotation_site.annotation.models import Comparison, Demonstration
+from annotation_site.batches import services
+from annotation_site.batches.exporters import MARGIN_TABLES, item_hash
+from annotation_site.batches.models import Batch, BatchState
+from tests.annotation_site.batches.factories import (
+    make_annotator,
+    make_comparison,
+    make_demonstration,
+    make_item,
+    make_mixed_week,
+)
+
+pytestmark = pytest.mark.django_db
+
+PREFERENCE_KEYS = {
+    "prompt", "chosen", "rejected", "margin", "margin_table", "rating", "guideline", "chosen_is_safe",
+    "rejected_is_safe", "safety_bin", "comparison_id", "item_id", "annotator", "chosen_model",
+    "chosen_checkpoint", "chosen_sampling", "rejected_model", "rejected_checkpoint", "rejected_sampling",
+    "source", "batch", "split",
+}  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def export_root(settings, tmp_path):
+    settings.EXPORT_ROOT = tmp_path / "exports"
+    settings.BATCH_TEST_SIZE = 0.25
+    return settings.EXPORT_ROOT
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def close_and_export(**kwargs) -> Batch:
+    batch, _ = services.batch_close(**kwargs)
+    return services.batch_export(batch_id=batch.id)
+
+
+def test_every_exported_preference_field_matches_its_database_rows():
+    make_mixed_week(annotators=3, per_annotator=6)
+    batch = close_and_export()
+    folder = Path(batch.export_path)
+    rows = read_jsonl(folder / "preferences.train.jsonl") + read_jsonl(folder / "preferences.test.jsonl")
+    comparisons = {
+        c.id: c
+        for c in Comparison.objects.select_related(
+            "item__dialogue", "chosen__checkpoint", "rejected__checkpoint", "annotator__profile"
+        )
+    }
+    assert sorted(row["comparison_id"] for row in rows) == sorted(comparisons)
+    for row in rows:
+        c = comparisons[row["comparison_id"]]
+        assert set(row) == PREFERENCE_KEYS
+        assert row["prompt"] == c.item.dialogue.turns and row["prompt"][-1]["role"] == "user"
+        assert row["chosen"] == [{"role": "assistant", "content": c.chosen.text}]
+        assert row["rejected"] == [{"role": "assistant", "content": c.rejected.text}]
+        assert row["margin"] == MARGIN_TABLES["small"][c.rating] and row["margin_table"] == "small"
+        assert row["rating"] == c.rating and row["guideline"] == c.guideline_kind
+        assert row["chosen_is_safe"] is c.chosen_is_safe and row["rejected_is_safe"] is c.rejected_is_safe
+        assert row["safety_bin"] == (c.safety_bin or None)
+        assert row["item_id"] == c.item_id and row["annotator"] == c.annotator.profile.pseudonym
+        assert row["chosen_model"] == c.chosen.model_name and row["rejected_model"] == c.rejected.model_name
+        assert row["chosen_checkpoint"] == (c.chosen.checkpoint.name if c.chosen.checkpoint else None)
+        assert row["rejected_checkpoint"] == (c.rejected.checkpoint.name if c.rejected.checkpoint else None)
+        assert row["chosen_sampling"] == c.chosen.sampling_params
+        assert row["rejected_sampling"] == c.rejected.sampling_params
+        assert row["source"] == "annotation" and row["batch"] == batch.week
+        assert row["split"] == ("test" if item_hash(c.item_id) < 0.25 * 2**64 else "train")
+    assert {row["split"] for row in rows} == {"train", "test"}
+
+
+def test_parquet_twins_hold_the_same_rows_as_the_jsonl_files():
+    make_mixed_week(annotators=2, per_annotator=6)
+    folder = Path(close_and_export().export_path)
+    for split in ("train", "test"):
+        from_jsonl = read_jsonl(folder / f"preferences.{split}.jsonl")
+        from_parquet = pq.read_table(folder / f"preferences.{split}.parquet").to_pylist()
+        for row in from_parquet:
+            row["chosen_sampling"] = json.loads(row["chosen_sampling"])
+            row["rejected_sampling"] = json.loads(row["rejected_sampling"])
+        assert from_parquet == from_jsonl
+
+
+def test_hh_transcripts_and_sft_demonstrations_follow_their_formats():
+    annotator = make_annotator()
+    multi_turn = make_item(
+        turns=[
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello!"},
+            {"role": "user", "content": "Name a fruit."},
+        ]
+    )
+    comparison = make_comparison(item=multi_turn, annotator=annotator, rating="slightly_better")
+    demonstration = make_demonstration(annotator=annotator, guideline_kind="safety", text="I can't help with that.")
+    folder = Path(close_and_export().export_path)
+    hh = read_jsonl(folder / "hh.train.jsonl") + read_jsonl(folder / "hh.test.jsonl")
+    assert hh == [
+        {
+            "chosen": f"\n\nHuman: Hi\n\nAssistant: Hello!\n\nHuman: Name a fruit.\n\nAssistant: {comparison.chosen.text}",
+            "rejected": f"\n\nHuman: Hi\n\nAssistant: Hello!\n\nHuman: Name a fruit.\n\nAssistant: {comparison.rejected.text}",
+            "comparison_id": comparison.id,
+            "guideline": "helpfulness",
+            "margin": 1 / 3,
+        }
+    ]
+    sft = read_jsonl(folder / "sft.jsonl")
+    assert sft == [
+        {
+            "messages": demonstration.item.dialogue.turns + [{"role": "assistant", "content": "I can't help with that."}],
+            "guideline": "safety",
+            "demonstration_id": demonstration.id,
+            "annotator": annotator.profile.pseudonym,
+            "source": "annotation",
+            "batch": Batch.objects.get().week,
+        }
+    ]
+
+
+def test_manifest_counts_and_checksums_describe_the_files():
+    made = make_mixed_week(annotators=3, per_annotator=4)
+    make_demonstration()
+    batch = close_and_export()
+    folder = Path(batch.export_path)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["batch"] == batch.week and manifest["name"] == batch.week
+    assert manifest["created"] == batch.closed_at.isoformat()
+    assert manifest["comparisons"] == len(made) and manifest["demonstrations"] == 1
+    assert manifest["margin_table"] == "small" and manifest["margins"]["better"] == pytest.approx(2 / 3)
+    assert manifest["code_version"] == services.code_version() != ""
+    expected_files = {
+        "preferences.train.jsonl", "preferences.test.jsonl", "preferences.train.parquet",
+        "preferences.test.parquet", "hh.train.jsonl", "hh.test.jsonl", "sft.jsonl",
+    }  # fmt: skip
+    assert set(manifest["files"]) == expected_files
+    assert {p.name for p in folder.iterdir()} == expected_files | {"manifest.json", "README.md"}
+    for name, entry in manifest["files"].items():
+        assert entry["sha256"] == hashlib.sha256((folder / name).read_bytes()).hexdigest()
+    assert manifest["files"]["sft.jsonl"]["rows"] == 1
+    train_rows = manifest["files"]["preferences.train.jsonl"]["rows"]
+    assert train_rows == len(read_jsonl(folder / "preferences.train.jsonl")) == manifest["counts"]["split"]["train"]
+    db = Comparison.objects.filter(batch=batch)
+    for field, key in (("guideline_kind", "guideline"), ("rating", "rating")):
+        expected = {}
+        for value in db.values_list(field, flat=True):
+            expected[value] = expected.get(value, 0) + 1
+        assert manifest["counts"][key] == dict(sorted(expected.items()))
+    bins = {}
+    for value in db.values_list("safety_bin", flat=True):
+        bins[value or "none"] = bins.get(value or "none", 0) + 1
+    assert manifest["counts"]["safety_bin"] == dict(sorted(bins.items()))
+    assert sum(manifest["counts"]["annotator"].values()) == len(made) and len(manifest["counts"]["annotator"]) == 3
+    card = (folder / "README.md").read_text()
+    assert f"# Batch {batch.week}" in card and f"comparisons: {len(made)}" in card
+    assert batch.counts["comparisons"] == len(made) and batch.state == BatchState.EXPORTED
+
+
+def test_all_annotations_of_an_item_fall_on_the_same_side_of_the_split(settings):
+    settings.BATCH_TEST_SIZE = 0.5
+    items = [make_item() for _ in range(12)]
+    for item in items:
+        for _ in range(3):
+            make_comparison(item=item, annotator=make_annotator())
+    folder = Path(close_and_export().export_path)
+    sides: dict[int, set[str]] = {}
+    for split in ("train", "test"):
+        for row in read_jsonl(folder / f"preferences.{split}.jsonl"):
+            sides.setdefault(row["item_id"], set()).add(split)
+    assert all(len(found) == 1 for found in sides.values())
+    assert {next(iter(found)) for found in sides.values()} == {"train", "test"}
+
+
+def test_a_count_holds_out_whole_items_with_the_smallest_hashes(settings):
+    settings.BATCH_TEST_SIZE = 5
+    settings.BATCH_TEST_MAX_FRACTION = 1.0
+    items = [make_item() for _ in range(10)]
+    for index, item in enumerate(items):
+        for _ in range(1 + index % 2):
+            make_comparison(item=item)
+    folder = Path(close_and_export().export_path)
+    test_items = {row["item_id"] for row in read_jsonl(folder / "preferences.test.jsonl")}
+    by_hash = sorted(items, key=lambda item: item_hash(item.id))
+    held, expected = 0, set()
+    for item in by_hash:
+        if held >= 5:
+            break
+        expected.add(item.id)
+        held += item.comparisons.count()
+    assert test_items == expected
+    assert 5 <= Comparison.objects.filter(item_id__in=test_items).count() <= 6
+
+
+def test_a_count_never_holds_out_more_than_the_max_fraction(settings):
+    settings.BATCH_TEST_SIZE = 1000  # the paper's count, far above this small batch
+    settings.BATCH_TEST_MAX_FRACTION = 0.2
+    for _ in range(20):
+        make_comparison()
+    manifest = json.loads((Path(close_and_export().export_path) / "manifest.json").read_text())
+    assert manifest["counts"]["split"] == {"test": 4, "train": 16}
+
+
+def test_the_large_margin_table_gives_the_papers_margins(settings):
+    settings.BATCH_MARGIN_TABLE = "large"
+    for rating in ("significantly_better", "better", "slightly_better", "negligibly_better"):
+        make_comparison(rating=rating)
+    folder = Path(close_and_export().export_path)
+    rows = read_jsonl(folder / "preferences.train.jsonl") + read_jsonl(folder / "preferences.test.jsonl")
+    assert {row["rating"]: row["margin"] for row in rows} == {
+        "significantly_better": 3.0, "better": 2.0, "slightly_better": 1.0, "negligibly_better": 0.0,
+    }  # fmt: skip
+    assert all(row["margin_table"] == "large" for row in rows)
+
+
+def test_a_second_export_is_byte_identical_even_after_the_settings_change(settings, tmp_path):
+    make_mixed_week(annotators=2, per_annotator=5)
+    make_demonstration()
+    batch = close_and_export()
+    settings.BATCH_MARGIN_TABLE = "large"
+    settings.BATCH_TEST_SIZE = 0.9
+    settings.BATCH_EXPORT_CHUNK_SIZE = 3
+    copy = tmp_path / "copy"
+    services.batch_write_copy(batch=batch, out_dir=copy)
+    first = {p.name: p.read_bytes() for p in Path(batch.export_path).iterdir()}
+    again = {p.name: p.read_bytes() for p in copy.iterdir()}
+    assert first == again
+
+
+def test_pairs_with_the_chosen_response_unsafe_and_the_other_safe_never_appear():
+    # The database refuses such rows; lift its check for this test to prove the export filters too.
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "ALTER TABLE annotation_comparison DROP CONSTRAINT comparison_no_chosen_unsafe_other_safe"
+            )
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA ignore_check_constraints = ON")
+    try:
+        bad = make_comparison(guideline_kind="safety", chosen_is_safe=False, rejected_is_safe=True)
+        good = make_comparison(guideline_kind="safety", chosen_is_safe=True, rejected_is_safe=False)
+    finally:
+        if connection.vendor != "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("PRAGMA ignore_check_constraints = OFF")
+    assert Comparison.objects.filter(pk=bad.pk, chosen_is_safe=False, rejected_is_safe=True).exists()
+    folder = Path(close_and_export().export_path)
+    rows = read_jsonl(folder / "preferences.train.jsonl") + read_jsonl(folder / "preferences.test.jsonl")
+    assert [row["comparison_id"] for row in rows] == [good.id]
+    assert json.loads((folder / "manifest.json").read_text())["excluded_chosen_unsafe_other_safe"] == 1
+
+
+def test_a_failing_export_leaves_no_batch_folder_and_marks_the_batch_failed(export_root):
+    make_comparison()
+    broken = make_item(turns=[{"role": "user"}])  # no content: the transcript cannot be written
+    make_comparison(item=broken)
+    batch, _ = services.batch_close()
+    with pytest.raises(KeyError):
+        services.batch_export(batch_id=batch.id)
+    batch.refresh_from_db()
+    assert batch.state == BatchState.FAILED and "KeyError" in batch.export_error
+    assert list(export_root.iterdir()) == []
+
+
+def test_an_exported_batch_is_not_written_again_unless_forced():
+    make_comparison()
+    batch = close_and_export()
+    manifest = Path(batch.export_path) / "manifest.json"
+    inode = manifest.stat().st_ino
+    again = services.batch_export(batch_id=batch.id)
+    assert again.export_attempts == 1 and manifest.stat().st_ino == inode
+    forced = services.batch_export(batch_id=batch.id, force=True)
+    assert forced.export_attempts == 2 and manifest.stat().st_ino != inode
+
+
+def test_an_imported_source_exports_in_the_same_files(tmp_path):
+    imported = [make_comparison(source="anthropic-hh-harmless", rating="") for _ in range(4)]
+    make_comparison()  # the platform's own: not part of the source
+    manifest = services.source_export(name="anthropic-hh-harmless", out_dir=tmp_path / "hh")
+    rows = read_jsonl(tmp_path / "hh" / "preferences.train.jsonl") + read_jsonl(tmp_path / "hh" / "preferences.test.jsonl")
+    assert sorted(row["comparison_id"] for row in rows) == [c.id for c in imported]
+    assert all(row["batch"] is None and row["source"] == "anthropic-hh-harmless" for row in rows)
+    assert all(row["rating"] is None and row["margin"] == 0.0 for row in rows)
+    assert manifest["name"] == "anthropic-hh-harmless" and manifest["batch"] is None
+    assert (tmp_path / "hh" / "README.md").read_text().startswith("# Source dataset anthropic-hh-harmless")
+
+
+def test_an_unknown_source_is_refused_with_the_known_names(tmp_path):
+    make_comparison(source="anthropic-hh-harmless")
+    with pytest.raises(services.ApplicationError, match='no imported dataset named "nope".*anthropic-hh-harmless'):
+        services.source_export(name="nope", out_dir=tmp_path / "x")
+    assert not (tmp_path / "x").exists()
