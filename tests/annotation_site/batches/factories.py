@@ -136,3 +136,15 @@ def submit_through_annotation(annotator, *, chosen: str = "A", rating: str = "be
     assignment = assignment_claim_next(annotator=annotator, guideline_kind="helpfulness")
     assert assignment is not None, "no ready item left for this annotator"
     return comparison_submit(assignment=assignment, annotator=annotator, chosen=chosen, rating=rating)
+
+
+def make_user(role: str, name: str | None = None):
+    """A user in one of the three role groups (admins and researchers are staff), no password."""
+    from django.contrib.auth.models import Group
+
+    user = get_user_model().objects.create_user(
+        username=name or f"{role}{next(_counter)}", is_staff=role in ("admin", "researcher")
+    )
+    user.groups.add(Group.objects.get_or_create(name=role)[0])
+    AnnotatorProfile.objects.create(user=user)
+    return user
