@@ -135,3 +135,26 @@ def test_an_existing_checkpoint_is_not_overwritten_unless_asked(tmp_path, tiny_m
     (tmp_path / "rm").mkdir()
     with pytest.raises(FileExistsError, match="overwrite=true"):
         reward_model.train(run_config(tmp_path, tiny_model_dir, folder))
+
+
+def test_accelerate_launch_on_two_processes_trains_one_checkpoint(tmp_path, tiny_model_dir):
+    """The recipe's multi-process path (what DDP/DeepSpeed/FSDP runs go through), on two CPU processes."""
+    import subprocess
+    import sys
+
+    folder = write_exported_batch(tmp_path / "w48", n_train=32, n_test=8)
+    out = tmp_path / "rm-ddp"
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "training.reward_model",
+        f"model={tiny_model_dir}", f"data=[{folder}]", f"out={out}",
+        "batch_size=8", "per_device_batch_size=4", "learning_rate=1e-3", "warmup_min_steps=1", "bf16=false",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads((out / "data.json").read_text())
+    assert data["pairs_per_step"] == 8 and data["total_steps"] == 4
+    assert len([row for row in metrics_of(out) if "loss" in row]) == 4
+    assert AutoModelForSequenceClassification.from_pretrained(out).config.num_labels == 1
+    assert not (tmp_path / "rm-ddp.tmp").exists()
