@@ -319,7 +319,9 @@ def _finish(locked: Assignment, status: str, now: dt.datetime) -> None:
 
 
 def _close_item_if_complete(item_id: int) -> None:
-    item = Item.objects.get(pk=item_id)
+    # Locking the item serialises concurrent submits on it, so the last one sees all the others
+    # (under READ COMMITTED each would otherwise count only itself and none would close the item).
+    item = Item.objects.select_for_update().get(pk=item_id)
     done = Assignment.objects.filter(item_id=item_id, status=AssignmentStatus.SUBMITTED).count()
     if done >= item.overlap and item.status == ItemStatus.READY:
         Item.objects.filter(pk=item_id).update(status=ItemStatus.DONE)

@@ -1,0 +1,82 @@
+"""Many annotators at once on the real PostgreSQL: no over-assignment, no lost or doubled submit."""
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from django.db import connection
+
+from annotation_site.annotation import services
+from annotation_site.annotation.models import Assignment, AssignmentStatus, Comparison, Item, ItemStatus
+from tests.annotation_site.annotation.factories import make_annotator, make_ready_item
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+ANNOTATORS = 12
+ITEMS = 30
+OVERLAP = 2
+
+
+def in_own_connection(work):
+    """Run `work` in a worker thread with its own database connection, closed afterwards."""
+
+    def run(*args):
+        try:
+            return work(*args)
+        finally:
+            connection.close()
+
+    return run
+
+
+def test_many_annotators_claiming_and_submitting_at_once_fill_every_slot_exactly_once(postgres):
+    items = [make_ready_item(overlap=OVERLAP) for _ in range(ITEMS)]
+    annotators = [make_annotator(f"ann{i}") for i in range(ANNOTATORS)]
+    start = threading.Barrier(ANNOTATORS)
+
+    @in_own_connection
+    def annotate(index: int) -> list[int]:
+        annotator, returned = annotators[index], []
+        start.wait()
+        while (assignment := services.assignment_claim_next(annotator=annotator)) is not None:
+            if index % 4 == 0 and len(returned) % 3 == 0:  # some annotators skip every third item
+                services.assignment_skip(assignment=assignment, annotator=annotator, reason="load test skip")
+                returned.append(-1)
+                continue
+            first = services.comparison_submit(assignment=assignment, annotator=annotator, chosen="A", rating="better")
+            again = services.comparison_submit(assignment=assignment, annotator=annotator, chosen="B", rating="slightly_better")
+            assert first.pk == again.pk
+            returned.append(first.pk)
+        return returned
+
+    with ThreadPoolExecutor(ANNOTATORS) as pool:
+        results = list(pool.map(annotate, range(ANNOTATORS)))
+
+    submitted = [pk for result in results for pk in result if pk != -1]
+    assert len(submitted) == len(set(submitted)) == Comparison.objects.count()  # none lost, none doubled
+    per_item = Counter(Comparison.objects.values_list("item_id", flat=True))
+    assert all(per_item[item.pk] == OVERLAP for item in items)  # every slot filled, none over
+    live = Counter(
+        Assignment.objects.exclude(status__in=[AssignmentStatus.SKIPPED, AssignmentStatus.EXPIRED]).values_list("item_id", flat=True)
+    )
+    assert max(live.values()) <= OVERLAP
+    assert set(Item.objects.values_list("status", "open_slots")) == {(ItemStatus.DONE, 0)}
+    assert sum(result.count(-1) for result in results) > 0  # skips happened and their slots were refilled
+
+
+def test_two_simultaneous_submits_of_one_assignment_store_one_comparison(postgres):
+    make_ready_item()
+    annotator = make_annotator()
+    assignment = services.assignment_claim_next(annotator=annotator)
+    start = threading.Barrier(8)
+
+    @in_own_connection
+    def submit(_):
+        start.wait()
+        return services.comparison_submit(assignment=assignment, annotator=annotator, chosen="A", rating="better").pk
+
+    with ThreadPoolExecutor(8) as pool:
+        ids = set(pool.map(submit, range(8)))
+    assert len(ids) == 1 and Comparison.objects.count() == 1
