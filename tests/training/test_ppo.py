@@ -120,3 +120,9 @@ def test_command_line_runs_the_recipe_from_a_yaml_file(setup, tmp_path, capsys):
     main(["--config", str(config_file), "micro_batch_size=2"])
     assert capsys.readouterr().out.strip().endswith("cli")
     assert load_config(Config, tmp_path / "cli" / "config.yaml").micro_batch_size == 2
+
+
+@pytest.mark.parametrize("name", ["ppo.yaml", "ppo_smollm2.yaml"])
+def test_shipped_configs_load(name):
+    config = load_config(Config, f"training/configs/{name}")
+    assert config.kl_beta == 0.01 and config.clip_range == 0.2

@@ -157,3 +157,12 @@ def test_samples_through_a_vllm_server(setup):
     samples = read_jsonl(out / "samples.jsonl")
     assert len(samples) == len(TOPICS) * 4
     assert (out / "vllm-1.log").is_file()
+
+
+@pytest.mark.parametrize("name", ["rejection_sampling.yaml", "rejection_sampling_smollm2.yaml"])
+def test_shipped_configs_load(name):
+    from training import sft
+    from training.config import build_config, load_config
+
+    config = load_config(Config, f"training/configs/{name}")
+    build_config(sft.Config, {"model": "m", "data": ["d"], "out": "o", **config.sft})
