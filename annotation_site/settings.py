@@ -176,3 +176,40 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
 
+# --- Generation: keeping the annotation queue filled (generation app) ----------------------------
+# Items kept READY per guideline; the fill task generates samples for waiting prompts until then.
+GENERATION_READY_TARGET = env_int("GENERATION_READY_TARGET", 20, minimum=0)
+# Items claimed and generated per task run (one batched request per variant).
+GENERATION_BATCH_ITEMS = env_int("GENERATION_BATCH_ITEMS", 8, minimum=1)
+# Sampling policy (Llama 2 §3.2.1): the two responses of a pair come from two different
+# checkpoints when two or more are deployed, else from one checkpoint, and always at two
+# different temperatures drawn from this list.
+# (Parsed and checked by the generation app, which names this variable when a value is bad.)
+GENERATION_TEMPERATURES = env_list("GENERATION_TEMPERATURES", ["0.7", "1.0", "1.2"])
+GENERATION_TOP_P = env_float("GENERATION_TOP_P", 0.9)
+GENERATION_MAX_TOKENS = env_int("GENERATION_MAX_TOKENS", 256, minimum=1)
+# Pairs are drawn from the deployments of this many most recent checkpoints, so new data stays
+# on the current model's distribution.
+GENERATION_LATEST_CHECKPOINTS = env_int("GENERATION_LATEST_CHECKPOINTS", 3, minimum=1)
+GENERATION_REQUEST_TIMEOUT_S = env_float("GENERATION_REQUEST_TIMEOUT_S", 120.0)
+# Retries inside the client (with backoff) before a request counts as failed.
+GENERATION_CLIENT_RETRIES = env_int("GENERATION_CLIENT_RETRIES", 2, minimum=0)
+# Retries of the fill task (exponential backoff, at most GENERATION_RETRY_BACKOFF_MAX_S apart).
+GENERATION_TASK_MAX_RETRIES = env_int("GENERATION_TASK_MAX_RETRIES", 5, minimum=0)
+GENERATION_RETRY_BACKOFF_MAX_S = env_int("GENERATION_RETRY_BACKOFF_MAX_S", 300, minimum=1)
+# Consecutive failures after which a deployment is marked unhealthy and left out of generation.
+DEPLOYMENT_FAILURE_THRESHOLD = env_int("DEPLOYMENT_FAILURE_THRESHOLD", 3, minimum=1)
+# A claim whose worker died is taken over after this long.
+GENERATION_CLAIM_TTL_S = env_int("GENERATION_CLAIM_TTL_S", 900, minimum=30)
+# Attempts after which an item whose request the server itself refuses is marked failed.
+GENERATION_ITEM_MAX_ATTEMPTS = env_int("GENERATION_ITEM_MAX_ATTEMPTS", 3, minimum=1)
+# Beat: how often the queue is topped up and deployments' health re-checked.
+GENERATION_FILL_INTERVAL_S = env_int("GENERATION_FILL_INTERVAL_S", 30, minimum=1)
+DEPLOYMENT_HEALTH_INTERVAL_S = env_int("DEPLOYMENT_HEALTH_INTERVAL_S", 60, minimum=1)
+# Local engine: sequences generated together in one `generate` call.
+LOCAL_ENGINE_BATCH_SIZE = env_int("LOCAL_ENGINE_BATCH_SIZE", 32, minimum=1)
+# setup_demo_serving: a running vLLM server to use instead of the local engine (e.g.
+# http://127.0.0.1:8100/v1) and the model name it serves (default: the checkpoint's path).
+DEMO_VLLM_URL = env_str("DEMO_VLLM_URL", "")
+DEMO_VLLM_MODEL = env_str("DEMO_VLLM_MODEL", "")
+

@@ -39,7 +39,7 @@ class BaseModelError(RuntimeError):
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("RLHF_LOOP_CACHE", Path.home() / ".cache" / "rlhf-loop"))
+    return Path(os.environ.get("RLHF_LOOP_CACHE") or Path.home() / ".cache" / "rlhf-loop")
 
 
 def default_out_dir(source: str | None = None) -> Path:

@@ -20,6 +20,8 @@ class Checkpoint(models.Model):
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
     # Identifier of the training run that produced it (its output folder or run id).
     run = models.CharField(max_length=500, blank=True, default="")
+    # The resolved training config found beside the weights (config.yaml), when registered from a run.
+    training_config = models.JSONField(default=dict, blank=True)
     notes = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -53,7 +55,46 @@ class Deployment(models.Model):
     consecutive_failures = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True, default="")
     last_checked_at = models.DateTimeField(null=True, blank=True)
+    # Set when the platform started the vLLM server itself (deploy with launch): its process
+    # group and log, so it can be stopped and its failures explained.
+    server_pid = models.PositiveIntegerField(null=True, blank=True)
+    server_log = models.CharField(max_length=1000, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
+
+    @property
+    def model_name(self) -> str:
+        """The model name requests ask for: the served name, else the checkpoint path (vLLM's default)."""
+        return self.served_model_name or self.checkpoint.path
 
     def __str__(self) -> str:
         return f"{self.checkpoint.name} on {self.engine} {self.endpoint_url}".strip()
+
+
+class ClaimState(models.TextChoices):
+    GENERATING = "generating", "Generating"
+    FAILED = "failed", "Failed"
+
+
+class GenerationClaim(models.Model):
+    """A worker's claim on an item that needs samples, so two workers never generate the same item.
+
+    Claiming inserts a row; the one-to-one constraint lets exactly one insert win. The claim is
+    deleted when the samples are stored (the item is then READY) or when generation fails on the
+    deployment's side; a claim whose worker died expires and can be taken again. An item whose own
+    request keeps being refused (e.g. a prompt longer than the context) is marked failed after a
+    few attempts, stays out of the queue, and shows up in the admin.
+    """
+
+    item = models.OneToOneField("annotation.Item", on_delete=models.CASCADE, related_name="generation_claim")
+    state = models.CharField(max_length=12, choices=ClaimState.choices, default=ClaimState.GENERATING)
+    worker = models.CharField(max_length=200)
+    claimed_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+
+    class Meta:
+        indexes = [models.Index(fields=["state", "expires_at"])]
+
+    def __str__(self) -> str:
+        return f"Item {self.item_id} {self.state} by {self.worker}"

@@ -1,0 +1,67 @@
+"""Admin pages for checkpoints, deployments and generation claims (admins and researchers)."""
+from __future__ import annotations
+
+from django.contrib import admin, messages
+
+from annotation_site.errors import ApplicationError
+from annotation_site.generation import services
+from annotation_site.generation.models import Checkpoint, ClaimState, Deployment, GenerationClaim
+
+
+@admin.register(Checkpoint)
+class CheckpointAdmin(admin.ModelAdmin):
+    list_display = ("name", "kind", "parent", "path", "created_at")
+    list_filter = ("kind",)
+    search_fields = ("name", "path", "run", "notes")
+    raw_id_fields = ("parent",)
+    readonly_fields = ("training_config", "created_at")
+
+
+@admin.register(Deployment)
+class DeploymentAdmin(admin.ModelAdmin):
+    list_display = ("checkpoint", "engine", "endpoint_url", "enabled", "health", "consecutive_failures", "last_checked_at")
+    list_filter = ("engine", "enabled", "health")
+    search_fields = ("checkpoint__name", "endpoint_url", "served_model_name")
+    raw_id_fields = ("checkpoint",)
+    readonly_fields = ("health", "consecutive_failures", "last_error", "last_checked_at", "server_pid", "server_log", "created_at")
+    actions = ["check_health", "enable", "disable"]
+
+    @admin.action(description="Check health now")
+    def check_health(self, request, queryset):
+        for deployment in queryset.select_related("checkpoint"):
+            deployment = services.deployment_check_health(deployment=deployment)
+            level = messages.SUCCESS if deployment.health == "healthy" else messages.WARNING
+            self.message_user(request, f"{deployment}: {deployment.health} {deployment.last_error}".strip(), level)
+
+    @admin.action(description="Enable for generation")
+    def enable(self, request, queryset):
+        self._set_enabled(request, queryset, True)
+
+    @admin.action(description="Disable for generation")
+    def disable(self, request, queryset):
+        self._set_enabled(request, queryset, False)
+
+    def _set_enabled(self, request, queryset, enabled: bool):
+        for deployment in queryset:
+            try:
+                services.deployment_update(deployment=deployment, data={"enabled": enabled})
+            except ApplicationError as error:
+                self.message_user(request, f"{deployment}: {error.message}", messages.ERROR)
+
+
+@admin.register(GenerationClaim)
+class GenerationClaimAdmin(admin.ModelAdmin):
+    list_display = ("item", "state", "worker", "attempts", "claimed_at", "expires_at")
+    list_filter = ("state",)
+    search_fields = ("worker", "last_error")
+    raw_id_fields = ("item",)
+    readonly_fields = ("item", "worker", "claimed_at", "expires_at", "attempts", "last_error")
+    actions = ["retry"]
+
+    @admin.action(description="Put failed items back in the generation queue")
+    def retry(self, request, queryset):
+        count = 0
+        for claim in queryset.filter(state=ClaimState.FAILED):
+            services.claim_retry(claim=claim)
+            count += 1
+        self.message_user(request, f"{count} item(s) back in the generation queue.")

@@ -1,0 +1,61 @@
+"""Celery tasks of the generation app: keep the annotation queue filled, watch deployments' health.
+
+Tasks take ids, call one service and return a small report; retries live here.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+from celery import shared_task
+from django.conf import settings
+
+from annotation_site.generation import services
+from annotation_site.generation.models import Deployment
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(
+    bind=True,
+    autoretry_for=(services.GenerationFailed,),
+    retry_backoff=5,
+    retry_backoff_max=settings.GENERATION_RETRY_BACKOFF_MAX_S,
+    retry_jitter=True,
+    max_retries=settings.GENERATION_TASK_MAX_RETRIES,
+)
+def fill_queue(self, item_ids: list[int] | None = None) -> dict:
+    """Generate pairs for waiting items: the named ones first, then up to each guideline's target.
+
+    Run by beat every GENERATION_FILL_INTERVAL_S and on `items_need_samples`. A deployment failure
+    raises `GenerationFailed`, which Celery retries with exponential backoff (bounded retries).
+    """
+    worker = f"{socket.gethostname()}:{os.getpid()}:{self.request.id or 'local'}"
+    report = services.queue_fill(worker=worker, item_ids=item_ids)
+    if len(report.generated_item_ids) >= settings.GENERATION_BATCH_ITEMS:
+        # A full batch went through and more may be wanted: continue now rather than at the next beat.
+        fill_queue.delay()
+    return report.as_dict()
+
+
+@shared_task
+def check_deployments_health() -> dict:
+    """Re-check every enabled deployment, so one marked unhealthy comes back once it answers."""
+    return services.deployments_check_health()
+
+
+@shared_task
+def launch_deployment_server(deployment_id: int, port: int | None = None, enforce_eager: bool = False) -> dict:
+    deployment = Deployment.objects.select_related("checkpoint").get(pk=deployment_id)
+    deployment = services.deployment_launch_server(deployment=deployment, port=port, enforce_eager=enforce_eager)
+    return {"deployment": deployment.pk, "endpoint_url": deployment.endpoint_url}
+
+
+def enqueue_fill_for_items(sender, item_ids: list[int], **kwargs) -> None:
+    """Receiver of `items_need_samples`: generate the new prompts' pairs ahead of the beat."""
+    try:
+        fill_queue.delay(item_ids=list(item_ids))
+    except Exception:  # noqa: BLE001 - a broker outage must not fail the annotator's request
+        # The items stay waiting with their priority; the next beat run generates them first.
+        logger.exception("could not enqueue generation for items %s; beat will pick them up", item_ids)

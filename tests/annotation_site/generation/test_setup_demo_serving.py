@@ -1,0 +1,39 @@
+import pytest
+from django.core.management import CommandError, call_command
+
+from annotation_site.generation.models import Checkpoint, Deployment
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("RLHF_LOOP_CACHE", str(tmp_path))
+    return tmp_path
+
+
+def test_the_base_model_is_registered_and_deployed_on_the_local_engine_once(cache, tiny_model_dir):
+    call_command("setup_demo_serving", source=str(tiny_model_dir), vllm_url="")
+    call_command("setup_demo_serving", source=str(tiny_model_dir), vllm_url="")
+    checkpoint = Checkpoint.objects.get()
+    assert (checkpoint.name, checkpoint.kind) == ("smollm2-135m-instruct", "base")
+    assert checkpoint.path.startswith(str(cache))
+    deployment = Deployment.objects.get()
+    assert (deployment.engine, deployment.endpoint_url, deployment.enabled) == ("local", "", True)
+
+
+def test_with_a_vllm_url_the_vllm_deployment_replaces_the_local_one(cache, tiny_model_dir):
+    call_command("setup_demo_serving", source=str(tiny_model_dir), vllm_url="")
+    call_command("setup_demo_serving", source=str(tiny_model_dir), vllm_url="http://127.0.0.1:8100/v1", vllm_model="smol")
+    enabled = Deployment.objects.get(enabled=True)
+    assert (enabled.engine, enabled.endpoint_url, enabled.served_model_name) == ("vllm", "http://127.0.0.1:8100/v1", "smol")
+    assert Deployment.objects.get(enabled=False).engine == "local"
+    call_command("setup_demo_serving", source=str(tiny_model_dir), vllm_url="")
+    assert Deployment.objects.get(enabled=True).engine == "local"
+    assert Deployment.objects.count() == 2
+
+
+def test_a_bad_source_is_a_clear_command_error(cache, tmp_path):
+    with pytest.raises(CommandError, match="no config.json"):
+        call_command("setup_demo_serving", source=str(tmp_path), vllm_url="")
+    assert not Checkpoint.objects.exists()
