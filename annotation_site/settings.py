@@ -164,9 +164,39 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# With the broker down, publishing gives up after about two seconds instead of hanging a web
+# request; the caller records the failure and beat's export watchdog enqueues it again later.
+CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT", 2.0)
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # An unacknowledged task (acks_late) is redelivered after this long; it must exceed the longest
+    # export, else a slow export would run twice. Dead workers are caught sooner by the watchdog.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 6 * 3600, minimum=60),
+        "socket_connect_timeout": CELERY_BROKER_CONNECTION_TIMEOUT,
+    }
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+# Training runs go to the "training" queue, consumed only by the GPU training worker
+# (docker-compose.yml); every other task goes to the default "celery" queue.
+CELERY_TASK_ROUTES = {"annotation_site.runs.tasks.*": {"queue": "training"}}
 
 # --- Batches, checkpoints, serving ----------------------------------------------------------------
 EXPORT_ROOT = Path(env_str("EXPORT_ROOT", str(VAR_DIR / "exports")))
+# Hold-out test split of each batch: a count of comparisons (the paper held out 1,000 of each
+# batch) when >= 1, else a fraction. A count never takes more than BATCH_TEST_MAX_FRACTION of a
+# batch, so a small batch still has training data.
+BATCH_TEST_SIZE = env_float("BATCH_TEST_SIZE", 1000)
+BATCH_TEST_MAX_FRACTION = env_float("BATCH_TEST_MAX_FRACTION", 0.1)
+# Margin table of Llama 2's Table 27 used for the `margin` column: "small" or "large".
+BATCH_MARGIN_TABLE = env_str("BATCH_MARGIN_TABLE", "small")
+BATCH_EXPORT_CHUNK_SIZE = env_int("BATCH_EXPORT_CHUNK_SIZE", 5000, minimum=1)
+# Seconds to sleep after each exported chunk: a test hook that makes an export slow enough to
+# kill its worker mid-way. Keep 0 in production.
+BATCH_EXPORT_PAUSE_PER_CHUNK_S = env_float("BATCH_EXPORT_PAUSE_PER_CHUNK_S", 0.0)
+# An EXPORTING batch whose heartbeat is older than this lost its worker; the watchdog retries it.
+BATCH_EXPORT_STALE_AFTER_S = env_int("BATCH_EXPORT_STALE_AFTER_S", 600, minimum=10)
+# Written into each batch manifest; empty means `git rev-parse HEAD` of the checkout.
+CODE_VERSION = env_str("CODE_VERSION", "")
 CHECKPOINT_ROOT = Path(env_str("CHECKPOINT_ROOT", str(VAR_DIR / "checkpoints")))
 
 LOGGING = {
