@@ -43,9 +43,13 @@ def _own_assignment(request, assignment_id: int):
 
 
 def next_item_payload(*, annotator, guideline_kind=None, task_kind=None) -> dict:
-    """Claim the annotator's next item and describe it with the queue status (shared with the page)."""
+    """Claim the annotator's next item (shared with the page).
+
+    The queue status comes with it only when there is no item: it is what a waiting page shows, and
+    counting the queue on every claim would cost more than the claim itself.
+    """
     assignment = services.assignment_claim_next(annotator=annotator, guideline_kind=guideline_kind, task_kind=task_kind)
-    queue = selectors.queue_status(annotator=annotator, guideline_kind=guideline_kind)
+    queue = None if assignment else selectors.queue_status(annotator=annotator, guideline_kind=guideline_kind)
     return NextItemOutputSerializer({"assignment": assignment, "queue": queue}).data
 
 

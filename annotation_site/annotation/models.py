@@ -147,6 +147,13 @@ class Item(models.Model):
                 name="item_claimable_idx",
                 condition=Q(status="ready", open_slots__gt=0),
             ),
+            # The claim's scan order when an annotator rates several guideline kinds: walked from the
+            # top under LIMIT 1, so a claim reads a handful of rows however long the queue is.
+            models.Index(
+                fields=["-priority", "id"],
+                name="item_claim_order_idx",
+                condition=Q(status="ready", open_slots__gt=0),
+            ),
             models.Index(fields=["status", "guideline_kind"]),
         ]
 

@@ -121,11 +121,21 @@ def annotator_progress(*, annotator, now: dt.datetime | None = None) -> Progress
     )
 
 
+# Counts shown to annotators stop here ("1000+"): counting a long queue on every request would
+# cost more than the claim itself, and nobody needs the exact figure.
+QUEUE_COUNT_CAP = 1000
+
+
 @dataclass(frozen=True)
 class QueueStatus:
     ready_for_you: int
     ready: int
     needs_samples: int
+    cap: int = QUEUE_COUNT_CAP
+
+
+def _capped_count(queryset) -> int:
+    return queryset.values("pk")[:QUEUE_COUNT_CAP].count()
 
 
 def queue_status(*, annotator, guideline_kind: str | None = None) -> QueueStatus:
@@ -133,9 +143,9 @@ def queue_status(*, annotator, guideline_kind: str | None = None) -> QueueStatus
     kinds = annotator_guideline_kinds(annotator=annotator, guideline_kind=guideline_kind)
     ready = Item.objects.filter(status=ItemStatus.READY, open_slots__gt=0, guideline_kind__in=kinds)
     return QueueStatus(
-        ready_for_you=claimable_items_for(annotator=annotator, guideline_kinds=kinds).count(),
-        ready=ready.count(),
-        needs_samples=Item.objects.filter(status=ItemStatus.NEEDS_SAMPLES, guideline_kind__in=kinds).count(),
+        ready_for_you=_capped_count(claimable_items_for(annotator=annotator, guideline_kinds=kinds)),
+        ready=_capped_count(ready),
+        needs_samples=_capped_count(Item.objects.filter(status=ItemStatus.NEEDS_SAMPLES, guideline_kind__in=kinds)),
     )
 
 

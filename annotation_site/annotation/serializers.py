@@ -47,6 +47,7 @@ class QueueStatusSerializer(serializers.Serializer):
     ready_for_you = serializers.IntegerField(help_text="Items you can be given now.")
     ready = serializers.IntegerField(help_text="Items ready for annotators of your guideline kinds.")
     needs_samples = serializers.IntegerField(help_text="Prompts whose two responses are being generated.")
+    cap = serializers.IntegerField(help_text="Counts stop at this number (shown as e.g. 1000+).")
 
 
 class NextItemInputSerializer(serializers.Serializer):
@@ -56,7 +57,7 @@ class NextItemInputSerializer(serializers.Serializer):
 
 class NextItemOutputSerializer(serializers.Serializer):
     assignment = AssignmentOutputSerializer(allow_null=True)
-    queue = QueueStatusSerializer()
+    queue = QueueStatusSerializer(allow_null=True, help_text="Given when there is no item for you (else null).")
 
 
 class ComparisonInputSerializer(serializers.Serializer):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import time
 from collections import Counter
 from dataclasses import dataclass
 
@@ -222,7 +223,7 @@ def assignments_expire(*, now: dt.datetime | None = None, limit: int = 500) -> i
     Rows are taken with SKIP LOCKED so concurrent callers split the work instead of waiting.
     """
     now = now or timezone.now()
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         expired = list(
             Assignment.objects.select_for_update(skip_locked=True)
             .filter(status=AssignmentStatus.CLAIMED, expires_at__lte=now)
@@ -237,6 +238,19 @@ def assignments_expire(*, now: dt.datetime | None = None, limit: int = 500) -> i
         for item_id, count in sorted(Counter(item_id for _, item_id in expired).items()):
             Item.objects.filter(pk=item_id).update(open_slots=F("open_slots") + count)
     return len(expired)
+
+
+# Expired claims are swept when a claim finds nothing, and otherwise at most this often per
+# process, so a busy queue does not pay for a sweep on every claim.
+EXPIRY_SWEEP_EVERY_S = 5.0
+_last_sweep = {"at": 0.0}
+
+
+def _sweep_expired_now_and_then(now: dt.datetime) -> None:
+    moment = time.monotonic()
+    if moment - _last_sweep["at"] >= EXPIRY_SWEEP_EVERY_S:
+        _last_sweep["at"] = moment
+        assignments_expire(now=now)
 
 
 def assignment_claim_next(*, annotator, guideline_kind: str | None = None, task_kind: str | None = None) -> Assignment | None:
@@ -255,20 +269,24 @@ def assignment_claim_next(*, annotator, guideline_kind: str | None = None, task_
     live = selectors.assignment_live_for(annotator=annotator, guideline_kinds=kinds, task_kind=task_kind)
     if live is not None:
         return live
-    assignments_expire()
     now = timezone.now()
+    _sweep_expired_now_and_then(now)
     for _attempt in range(3):
         try:
             with transaction.atomic():
                 item = (
                     selectors.claimable_items_for(annotator=annotator, guideline_kinds=kinds, task_kind=task_kind)
+                    .select_related("dialogue", "sample_a", "sample_b")
                     .select_for_update(skip_locked=True, of=("self",))
                     .first()
                 )
                 if item is None:
+                    if assignments_expire(now=now):
+                        continue  # expired claims gave slots back: look again
                     return None
                 Item.objects.filter(pk=item.pk).update(open_slots=F("open_slots") - 1)
-                assignment = Assignment.objects.create(
+                item.open_slots -= 1
+                return Assignment.objects.create(
                     item=item,
                     annotator=annotator,
                     flipped=random.random() < 0.5,
@@ -279,7 +297,6 @@ def assignment_claim_next(*, annotator, guideline_kind: str | None = None, task_
         except IntegrityError:
             # The same annotator claimed the same item from a second tab in between; try the next one.
             continue
-        return selectors.assignment_get_for(assignment_id=assignment.pk, annotator=annotator)
     return None
 
 
@@ -318,13 +335,17 @@ def _finish(locked: Assignment, status: str, now: dt.datetime) -> None:
     locked.save(update_fields=["status", "finished_at", "skip_reason"])
 
 
-def _close_item_if_complete(item_id: int) -> None:
+def _close_item_if_complete(item: Item) -> None:
+    if item.overlap == 1:
+        # The only slot was this submit's: no one else can be counting.
+        Item.objects.filter(pk=item.pk, status=ItemStatus.READY).update(status=ItemStatus.DONE)
+        return
     # Locking the item serialises concurrent submits on it, so the last one sees all the others
     # (under READ COMMITTED each would otherwise count only itself and none would close the item).
-    item = Item.objects.select_for_update().get(pk=item_id)
-    done = Assignment.objects.filter(item_id=item_id, status=AssignmentStatus.SUBMITTED).count()
-    if done >= item.overlap and item.status == ItemStatus.READY:
-        Item.objects.filter(pk=item_id).update(status=ItemStatus.DONE)
+    locked = Item.objects.select_for_update().get(pk=item.pk)
+    done = Assignment.objects.filter(item_id=item.pk, status=AssignmentStatus.SUBMITTED).count()
+    if done >= locked.overlap and locked.status == ItemStatus.READY:
+        Item.objects.filter(pk=item.pk).update(status=ItemStatus.DONE)
 
 
 def safety_bin_for(*, chosen_is_safe: bool, rejected_is_safe: bool) -> str:
@@ -404,7 +425,7 @@ def comparison_submit(
             time_spent_ms=_time_spent_ms(locked, active_ms, now),
         )
         _finish(locked, AssignmentStatus.SUBMITTED, now)
-        _close_item_if_complete(item.pk)
+        _close_item_if_complete(item)
     return comparison
 
 
@@ -440,7 +461,7 @@ def demonstration_submit(*, assignment: Assignment, annotator, text: str, active
             time_spent_ms=_time_spent_ms(locked, active_ms, now),
         )
         _finish(locked, AssignmentStatus.SUBMITTED, now)
-        _close_item_if_complete(item.pk)
+        _close_item_if_complete(item)
     return demonstration
 
 

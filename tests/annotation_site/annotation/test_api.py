@@ -5,6 +5,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from annotation_site.accounts.services import user_create
+from annotation_site.annotation import services
 from annotation_site.annotation.models import Assignment, Comparison, Demonstration, Item, ItemStatus
 from tests.annotation_site.annotation.factories import make_annotator, make_demonstration_item, make_ready_item
 
@@ -32,12 +33,15 @@ def test_next_item_shows_dialogue_and_two_unnamed_responses():
     assert [r["label"] for r in shown["responses"]] == ["A", "B"]
     assert {r["text"] for r in shown["responses"]} == {item.sample_a.text, item.sample_b.text}
     assert "model-a" not in json.dumps(body) and "model-b" not in json.dumps(body)  # who wrote it is never shown
-    assert body["queue"] == {"ready_for_you": 0, "ready": 0, "needs_samples": 0}
+    assert body["queue"] is None  # only a waiting page needs the counts
 
 
 def test_next_item_is_null_with_the_queue_status_when_nothing_is_ready():
-    body = claim(client_for(make_annotator()))
-    assert body["assignment"] is None and body["queue"]["ready_for_you"] == 0
+    annotator = make_annotator()
+    services.prompt_write(annotator=annotator, text="Explain tides", guideline_kind="helpfulness")
+    body = claim(client_for(annotator))
+    assert body["assignment"] is None
+    assert body["queue"] == {"ready_for_you": 0, "ready": 0, "needs_samples": 1, "cap": 1000}
 
 
 def test_submit_skip_and_progress_round_trip():

@@ -147,8 +147,8 @@
     $("task-kind-label").textContent = comparison ? "Compare two responses" : "Write the ideal response";
     $("task-guideline-label").textContent =
       assignment.guideline_kind === "safety" ? "Safety guideline" : "Helpfulness guideline";
-    const remaining = payload.queue ? payload.queue.ready_for_you : null;
-    $("remaining").textContent = remaining === null ? "" : "· " + remaining + " more ready";
+    $("remaining").textContent = "";
+    showReadyCount();
     renderDialogue(assignment.dialogue);
     $("comparison-task").hidden = !comparison;
     $("demonstration-task").hidden = comparison;
@@ -160,6 +160,13 @@
     showGuideline(assignment.guideline_kind);
     renderChoices();
     window.scrollTo(0, 0);
+  }
+
+  async function showReadyCount() {
+    try {
+      const q = await api("GET", "/api/queue/status/");
+      $("remaining").textContent = "· " + q.ready_for_you + (q.ready_for_you >= q.cap ? "+" : "") + " more ready";
+    } catch (error) { /* informative only */ }
   }
 
   async function refreshProgress() {

@@ -1,0 +1,355 @@
+"""Annotators under load: next-item + submit cycles against gunicorn on PostgreSQL, over loopback.
+
+Creates its own database (`bench_annotate` on the server of DATABASE_URL, default
+postgres://postgres@127.0.0.1:5432), migrates it, creates --annotators annotators with API tokens
+and enough ready items, and serves the site with gunicorn (DEBUG off). Then, for each N in
+--clients (default 1, 8, 32), N simulated annotators run cycles for --duration seconds, each on its
+own keep-alive connection:
+
+    POST /api/annotate/next/                  (claim: SELECT ... FOR UPDATE SKIP LOCKED)
+    POST /api/assignments/<id>/comparison/    (submit)
+
+It prints cycles/s and the p50/p95/p99 latency of a whole cycle, the throughput ratio against the
+N=1 baseline measured in the same run and against the target (200 cycles/s, p95 < 100 ms at
+N=32), then checks in the database that no item was over-assigned and that every acknowledged
+submit is stored exactly once. The database is dropped at the end (--keep to keep it).
+
+    .venv/bin/python bench/annotate_load.py
+    .venv/bin/python bench/annotate_load.py --clients 32 --workers 3 --threads 16 --duration 20
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+TARGET_CYCLES_PER_S = 200
+TARGET_P95_MS = 100
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", default="1,8,32", help="comma-separated numbers of simultaneous annotators")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of cycles per N (after 1 s warm-up)")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker (gthread)")
+    parser.add_argument("--items", type=int, default=0, help="ready items to create (default: enough for 600 cycles/s)")
+    parser.add_argument("--overlap", type=int, default=1, help="annotators per item")
+    parser.add_argument("--database", default="bench_annotate")
+    parser.add_argument("--server", default=os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test"))
+    parser.add_argument("--port", type=int, default=0, help="gunicorn port (default: a free one)")
+    parser.add_argument("--keep", action="store_true", help="keep the bench database afterwards")
+    return parser.parse_args(argv)
+
+
+def admin_connection(server_url: str):
+    import dj_database_url
+    import psycopg2
+
+    config = dj_database_url.parse(server_url)
+    conn = psycopg2.connect(
+        dbname=config["NAME"] or "postgres", user=config["USER"], password=config["PASSWORD"] or None,
+        host=config["HOST"], port=config["PORT"] or 5432,
+    )
+    conn.autocommit = True
+    return conn
+
+
+def run_admin_sql(args, *statements: str) -> None:
+    # DROP/CREATE DATABASE cannot run in a transaction: plain autocommit statements, no `with conn`.
+    conn = admin_connection(args.server)
+    try:
+        with conn.cursor() as cursor:
+            for statement in statements:
+                cursor.execute(statement)
+    finally:
+        conn.close()
+
+
+def recreate_database(args) -> str:
+    run_admin_sql(args, f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)', f'CREATE DATABASE "{args.database}"')
+    return args.server.rsplit("/", 1)[0] + "/" + args.database
+
+
+def drop_database(args) -> None:
+    run_admin_sql(args, f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
+
+
+def site_environment(database_url: str, var_dir: str) -> dict:
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "DEBUG": "false",
+        "SECRET_KEY": "bench-annotate-load",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "VAR_DIR": var_dir,
+        "DB_CONN_MAX_AGE": "600",
+        "LOG_LEVEL": "WARNING",
+        "DJANGO_SETTINGS_MODULE": "annotation_site.settings",
+        "PYTHONWARNINGS": "ignore",
+    }
+
+
+def prepare(args, annotators: int, items: int) -> list[str]:
+    """Migrate, create annotators with tokens and ready items; returns the tokens."""
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+    from rest_framework.authtoken.models import Token
+
+    from annotation_site.accounts.models import AnnotatorProfile
+    from annotation_site.annotation.imports import PreferencePair, preferences_import
+
+    call_command("migrate", verbosity=0)
+    group = Group.objects.get(name="annotator")
+    tokens = []
+    for index in range(annotators):
+        user = get_user_model().objects.create(username=f"bench-annotator-{index}")
+        user.groups.add(group)
+        AnnotatorProfile.objects.create(user=user)
+        tokens.append(Token.objects.create(user=user).key)
+    pairs = [
+        PreferencePair(
+            turns=[{"role": "user", "content": f"Question {i}: how do I keep basil alive on a windowsill?"}],
+            chosen="Water when the top centimetre of soil is dry, give it 6 hours of sun, and pinch off flower buds.",
+            rejected="Basil is a plant.",
+        )
+        for i in range(items)
+    ]
+    preferences_import(pairs=pairs, guideline_kind="helpfulness", source_name="bench", as_items=True)
+    from annotation_site.annotation.models import Item
+
+    Item.objects.update(overlap=args.overlap, open_slots=args.overlap)
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")  # fresh tables: give the planner real row counts, as autovacuum would
+    return tokens
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_gunicorn(args, env: dict, port: int) -> subprocess.Popen:
+    command = [
+        str(ROOT / ".venv" / "bin" / "gunicorn"), "annotation_site.wsgi:application",
+        "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers),
+        "--worker-class", "gthread", "--threads", str(args.threads), "--keep-alive", "30",
+        "--backlog", "2048", "--log-level", "warning",
+    ]
+    server = subprocess.Popen(command, cwd=ROOT, env=env)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/accounts/login/")
+            if conn.getresponse().status == 200:
+                return server
+        except OSError:
+            time.sleep(0.2)
+    server.terminate()
+    raise SystemExit("gunicorn did not answer within 30 s")
+
+
+class Annotator(threading.Thread):
+    """One simulated annotator: claim, submit, repeat, on one keep-alive connection."""
+
+    def __init__(self, port: int, token: str, start_at: float, measure_from: float, stop_at: float):
+        super().__init__(daemon=True)
+        self.port, self.token = port, token
+        self.start_at, self.measure_from, self.stop_at = start_at, measure_from, stop_at
+        self.latencies_ms: list[float] = []
+        self.comparison_ids: list[int] = []
+        self.errors: list[str] = []
+        self.ran_dry = False
+
+    def post(self, conn, path: str, body: dict) -> tuple[int, dict]:
+        conn.request("POST", path, body=json.dumps(body), headers={
+            "Authorization": f"Token {self.token}", "Content-Type": "application/json", "Accept": "application/json",
+        })
+        response = conn.getresponse()
+        return response.status, json.loads(response.read() or b"{}")
+
+    def run(self):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        while time.monotonic() < self.start_at:
+            time.sleep(0.001)
+        while (started := time.monotonic()) < self.stop_at:
+            try:
+                status, claimed = self.post(conn, "/api/annotate/next/", {})
+                if status != 200:
+                    self.errors.append(f"next: {status} {claimed}")
+                    continue
+                if claimed["assignment"] is None:
+                    self.ran_dry = True
+                    return
+                assignment_id = claimed["assignment"]["id"]
+                status, stored = self.post(conn, f"/api/assignments/{assignment_id}/comparison/",
+                                           {"chosen": "A", "rating": "better", "active_ms": 1000})
+                if status != 201:
+                    self.errors.append(f"submit: {status} {stored}")
+                    continue
+            except (OSError, http.client.HTTPException) as error:
+                self.errors.append(f"connection: {error!r}")
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+                continue
+            self.comparison_ids.append(stored["id"])
+            if started >= self.measure_from:
+                self.latencies_ms.append((time.monotonic() - started) * 1000)
+        conn.close()
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+
+
+def server_cpu_seconds(server: subprocess.Popen, database: str) -> float:
+    """CPU time used so far by gunicorn (master and workers) and by the PostgreSQL backends serving the bench database."""
+    import psutil
+
+    total = 0.0
+    master = psutil.Process(server.pid)
+    for process in [master, *master.children(recursive=True)]:
+        times = process.cpu_times()
+        total += times.user + times.system
+    for process in psutil.process_iter(["name", "cmdline"]):
+        cmdline = " ".join(process.info["cmdline"] or [])
+        if cmdline.startswith("postgres:") and f" {database} " in cmdline:
+            try:
+                times = process.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system
+    return total
+
+
+def run_phase(port: int, tokens: list[str], clients: int, duration: float) -> dict:
+    now = time.monotonic()
+    start_at = now + 0.5
+    measure_from = start_at + 1.0  # one second of warm-up per phase is not measured
+    threads = [Annotator(port, tokens[i], start_at, measure_from, measure_from + duration) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=duration + 60)
+    latencies = [ms for thread in threads for ms in thread.latencies_ms]
+    return {
+        "clients": clients,
+        "cycles": len(latencies),
+        "cycles_per_s": len(latencies) / duration,
+        "p50": percentile(latencies, 0.50) if latencies else float("nan"),
+        "p95": percentile(latencies, 0.95) if latencies else float("nan"),
+        "p99": percentile(latencies, 0.99) if latencies else float("nan"),
+        "mean": statistics.fmean(latencies) if latencies else float("nan"),
+        "errors": [error for thread in threads for error in thread.errors],
+        "comparison_ids": [pk for thread in threads for pk in thread.comparison_ids],
+        "ran_dry": any(thread.ran_dry for thread in threads),
+    }
+
+
+def verify(acknowledged: list[int]) -> list[str]:
+    """No item over-assigned, every acknowledged submit stored once, nothing stored unacknowledged."""
+    from django.db import connection
+    from django.db.models import Count, F
+
+    from annotation_site.annotation.models import Assignment, Comparison, Item
+
+    connection.close()  # a fresh connection sees everything gunicorn committed
+    problems = []
+    over_assigned = (
+        Assignment.objects.exclude(status__in=["skipped", "expired"]).values("item_id", "item__overlap")
+        .annotate(n=Count("id")).filter(n__gt=F("item__overlap")).count()
+    )
+    if over_assigned:
+        problems.append(f"{over_assigned} item(s) over-assigned")
+    over_compared = Comparison.objects.values("item_id", "item__overlap").annotate(n=Count("id")).filter(n__gt=F("item__overlap")).count()
+    if over_compared:
+        problems.append(f"{over_compared} item(s) with more comparisons than their overlap")
+    if Item.objects.filter(open_slots__gt=F("overlap")).exists():
+        problems.append("open_slots above overlap")
+    stored = set(Comparison.objects.values_list("id", flat=True))
+    if len(acknowledged) != len(set(acknowledged)):
+        problems.append("the same comparison id was acknowledged twice")
+    if set(acknowledged) != stored:
+        problems.append(f"{len(set(acknowledged) ^ stored)} comparison(s) acknowledged but not stored, or stored but not acknowledged")
+    return problems
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    clients = [int(n) for n in args.clients.split(",")]
+    items = args.items or int(600 * args.duration * len(clients) + 1000)
+    database_url = recreate_database(args)
+    server = None
+    with tempfile.TemporaryDirectory(prefix="bench-annotate-") as var_dir:
+        env = site_environment(database_url, var_dir)
+        os.environ.update({k: env[k] for k in ("DATABASE_URL", "DEBUG", "SECRET_KEY", "VAR_DIR", "DJANGO_SETTINGS_MODULE")})
+        try:
+            started = time.monotonic()
+            tokens = prepare(args, max(clients), items)
+            print(f"prepared {items} items and {max(clients)} annotators in {time.monotonic() - started:.1f} s; "
+                  f"gunicorn {args.workers} workers x {args.threads} threads (gthread), {os.cpu_count()} cores", flush=True)
+            port = args.port or free_port()
+            server = start_gunicorn(args, env, port)
+            results, acknowledged = [], []
+            print(f"{'N':>3} {'cycles':>7} {'cycles/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'vs N=1':>7}  errors", flush=True)
+            for n in clients:
+                cpu_before, client_before = server_cpu_seconds(server, args.database), time.process_time()
+                result = run_phase(port, tokens, n, args.duration)
+                cycles_all = len(result["comparison_ids"]) or 1
+                result["server_cpu_ms"] = (server_cpu_seconds(server, args.database) - cpu_before) * 1000 / cycles_all
+                result["client_cpu_ms"] = (time.process_time() - client_before) * 1000 / cycles_all
+                results.append(result)
+                acknowledged += result["comparison_ids"]
+                baseline = results[0]["cycles_per_s"] or float("nan")
+                print(f"{n:>3} {result['cycles']:>7} {result['cycles_per_s']:>9.1f} {result['p50']:>8.1f} "
+                      f"{result['p95']:>8.1f} {result['p99']:>8.1f} {result['cycles_per_s'] / baseline:>6.2f}x  "
+                      f"{len(result['errors'])}{' (ran out of items)' if result['ran_dry'] else ''}", flush=True)
+                print(f"    CPU per cycle: {result['server_cpu_ms']:.1f} ms server (gunicorn + its PostgreSQL backends), "
+                      f"{result['client_cpu_ms']:.1f} ms load generator; load average {os.getloadavg()[0]:.1f}", flush=True)
+                for error in result["errors"][:5]:
+                    print(f"    {error}")
+        finally:
+            if server is not None:
+                server.terminate()
+                server.wait(timeout=30)
+        problems = verify(acknowledged)
+        last = results[-1]
+        # What the measured CPU cost per cycle would allow if the server had every core to itself;
+        # on a shared machine the measured cycles/s above is lower than this.
+        print(f"server CPU per cycle at N={last['clients']}: {last['server_cpu_ms']:.1f} ms -> at most "
+              f"{os.cpu_count() * 1000 / last['server_cpu_ms']:.0f} cycles/s on {os.cpu_count()} otherwise idle cores "
+              f"(before the load generator's own {last['client_cpu_ms']:.1f} ms)")
+        print(f"target at N={last['clients']}: {last['cycles_per_s'] / TARGET_CYCLES_PER_S:.2f}x of {TARGET_CYCLES_PER_S} cycles/s, "
+              f"p95 {last['p95']:.1f} ms (target < {TARGET_P95_MS} ms)")
+        print("integrity: " + ("no item over-assigned, every acknowledged submit stored exactly once" if not problems else "; ".join(problems)))
+        from django.db import connections
+
+        connections.close_all()
+    if not args.keep:
+        drop_database(args)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
