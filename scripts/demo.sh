@@ -15,7 +15,8 @@ $BIN/python manage.py seed_demo
 # deployment on the local engine, or on the vLLM server named by DEMO_VLLM_URL.
 $BIN/python manage.py setup_demo_serving
 
-$BIN/celery -A annotation_site worker --loglevel=INFO --concurrency=1 >var/logs/worker.log 2>&1 &
+# Both queues: in production training runs go to the GPU training worker's "training" queue.
+$BIN/celery -A annotation_site worker --queues celery,training --loglevel=INFO --concurrency=1 >var/logs/worker.log 2>&1 &
 WORKER=$!
 $BIN/celery -A annotation_site beat --loglevel=INFO >var/logs/beat.log 2>&1 &
 BEAT=$!
