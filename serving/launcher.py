@@ -241,14 +241,20 @@ class VLLMServer:
             except subprocess.TimeoutExpired:
                 _signal_group(self.process.pid, signal.SIGKILL)
                 self.process.wait(10)
-        # Workers forked into the group may outlive the leader; end them too.
+        # Workers forked into the group may outlive the leader; end them too, and wait until they are gone.
         _signal_group(self.process.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while group_members(self.process.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
 
     def kill(self) -> None:
         """End the server at once, as a crash would (tests use it to kill a server mid-batch)."""
         if self.process is not None:
             _signal_group(self.process.pid, signal.SIGKILL)
             self.process.wait(10)
+
+    def is_running(self) -> bool:
+        return self.process is not None and bool(group_members(self.process.pid))
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -261,6 +267,20 @@ class VLLMServer:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live processes of a process group (zombies, already dead but not yet reaped, do not count)."""
+    import psutil
+
+    members = []
+    for process in psutil.process_iter(["pid", "status"]):
+        try:
+            if os.getpgid(process.pid) == pgid and process.info["status"] != psutil.STATUS_ZOMBIE:
+                members.append(process.pid)
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return members
 
 
 def _signal_group(pid: int, sig: int) -> None:

@@ -79,10 +79,11 @@ class GenerationClaim(models.Model):
     """A worker's claim on an item that needs samples, so two workers never generate the same item.
 
     Claiming inserts a row; the one-to-one constraint lets exactly one insert win. The claim is
-    deleted when the samples are stored (the item is then READY) or when generation fails on the
-    deployment's side; a claim whose worker died expires and can be taken again. An item whose own
-    request keeps being refused (e.g. a prompt longer than the context) is marked failed after a
-    few attempts, stays out of the queue, and shows up in the admin.
+    deleted when the samples are stored (the item is then READY). When generation fails it is
+    released (expired at once) and a claim whose worker died expires after its TTL; either is
+    taken over by a conditional update that keeps the attempt count. An item whose own request
+    keeps being refused (e.g. a prompt longer than the context) is marked failed after a few
+    attempts, stays out of the queue, and shows up in the admin.
     """
 
     item = models.OneToOneField("annotation.Item", on_delete=models.CASCADE, related_name="generation_claim")

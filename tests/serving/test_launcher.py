@@ -1,5 +1,4 @@
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -67,5 +66,4 @@ def test_a_server_that_fails_to_start_reports_the_end_of_its_log_and_leaves_noth
     assert "vLLM exited with code" in str(failure.value)
     assert str(tmp_path / "vllm.log") in str(failure.value)
     assert len(str(failure.value).splitlines()) > 3  # the log's tail is in the message
-    with pytest.raises(ProcessLookupError):
-        os.killpg(server.process.pid, 0)
+    assert not server.is_running()

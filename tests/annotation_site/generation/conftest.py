@@ -4,7 +4,7 @@ import pytest
 
 from annotation_site.annotation.services import PromptSpec, prompts_queue
 from annotation_site.generation.models import Checkpoint, Deployment
-from tests.support.vllm_server import session_server
+from tests.support.vllm_server import smollm2_vllm, tiny_vllm  # noqa: F401 (session fixtures)
 
 
 @pytest.fixture(autouse=True)
@@ -18,16 +18,6 @@ def generation_settings(settings):
     settings.GENERATION_REQUEST_TIMEOUT_S = 60
     settings.DEPLOYMENT_FAILURE_THRESHOLD = 3
     return settings
-
-
-@pytest.fixture(scope="session")
-def tiny_vllm(request, tiny_model_dir, tmp_path_factory):
-    return session_server(request, tiny_model_dir, tmp_path_factory)
-
-
-@pytest.fixture(scope="session")
-def smollm2_vllm(request, smollm2_dir, tmp_path_factory):
-    return session_server(request, smollm2_dir, tmp_path_factory)
 
 
 @pytest.fixture

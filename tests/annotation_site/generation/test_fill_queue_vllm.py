@@ -69,7 +69,7 @@ def _requests_running(server) -> float:
 
 def test_a_server_killed_mid_batch_leaves_nothing_half_stored(tiny_model_dir, tmp_path, settings, rng):
     settings.GENERATION_MAX_TOKENS = 1500
-    settings.GENERATION_BATCH_ITEMS = 12
+    settings.GENERATION_BATCH_ITEMS = settings.GENERATION_READY_TARGET = 12
     server = start_server(tiny_model_dir, tmp_path / "vllm.log")
     killed_while_running = []
 
