@@ -438,7 +438,6 @@ def _claim_release(item: Item) -> None:
 
 
 def _short_of_prompts() -> dict[str, int]:
-    now = timezone.now()
     short = {}
     for kind in GuidelineKind.values:
         wanted = settings.GENERATION_READY_TARGET - ready_item_count(guideline_kind=kind)
@@ -481,6 +480,19 @@ def queue_fill(*, worker: str, item_ids: list[int] | None = None, rng: random.Ra
     if not items:
         return report
 
+    try:
+        return _generate_pairs(items, deployments, policy, rng, report)
+    except GenerationFailed:
+        raise
+    except Exception:
+        # An unexpected crash must not leave items claimed until their TTL: release what is not stored.
+        for item in items:
+            if item.pk not in report.generated_item_ids:
+                _claim_release(item)
+        raise
+
+
+def _generate_pairs(items, deployments, policy: SamplingPolicy, rng: random.Random, report: FillReport) -> FillReport:
     requests: dict[tuple[int, float], _Request] = {}
     for item in items:
         for side, (deployment, temperature) in zip("ab", policy.choose_pair(deployments, rng)):
@@ -526,9 +538,9 @@ def _answer(request: _Request, params, answers, rejected, report: FillReport) ->
         return _deployment_failed(deployment, error, report)
     try:
         completions = engine.chat(conversations, params)
-    except RequestRejected:
-        # Some conversation of the batch is refused by the server (e.g. longer than its context):
-        # ask one by one so only that item is held back.
+    except (RequestRejected, ValueError):
+        # Some conversation of the batch is refused (e.g. longer than the server's context, or
+        # not a chat ending with a user turn): ask one by one so only that item is held back.
         return _answer_one_by_one(engine, request, params, answers, rejected, report)
     except ServingError as error:
         return _deployment_failed(deployment, error, report)
@@ -552,7 +564,7 @@ def _answer_one_by_one(engine, request: _Request, params, answers, rejected, rep
     for item, side in request.items:
         try:
             (completion,) = engine.chat([item.dialogue.turns], params)[0]
-        except RequestRejected as error:
+        except (RequestRejected, ValueError) as error:  # ValueError: turns that are not a chat
             rejected[item.pk] = str(error)
             continue
         except ServingError as error:

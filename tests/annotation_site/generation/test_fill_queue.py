@@ -227,3 +227,27 @@ def test_a_reward_model_is_never_asked_to_generate(tiny_model_dir):
 
     with pytest.raises(ApplicationError, match="reward model"):
         services.deployment_create(checkpoint=make_checkpoint(tiny_model_dir, "rm", kind="reward_model"), engine="local")
+
+
+def test_a_dialogue_that_is_not_a_chat_fails_alone_and_the_others_are_generated(tiny_model_dir, rng, settings):
+    settings.GENERATION_ITEM_MAX_ATTEMPTS = 1
+    deploy_local(tiny_model_dir)
+    good, bad = queue_prompts(2)
+    bad.dialogue.turns = bad.dialogue.turns + [{"role": "assistant", "content": "an answer already"}]
+    bad.dialogue.save()
+    report = services.queue_fill(worker="w1", rng=rng)
+    assert (report.generated_item_ids, report.failed_item_ids) == ([good.pk], [bad.pk])
+    assert "end with a user message" in GenerationClaim.objects.get(item=bad).last_error
+
+
+def test_a_crash_mid_generation_releases_the_claims(tiny_model_dir, rng, monkeypatch):
+    deploy_local(tiny_model_dir)
+    queue_prompts(2)
+
+    def crash(*args, **kwargs):
+        raise MemoryError("out of memory")
+
+    monkeypatch.setattr(services, "_store_pair", crash)
+    with pytest.raises(MemoryError):
+        services.queue_fill(worker="w1", rng=rng)
+    assert len(services.items_claim_for_generation(worker="w2", limit=5)) == 2
