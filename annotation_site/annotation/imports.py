@@ -6,12 +6,15 @@ lines are written with bulk inserts in one transaction rather than row by row.
 """
 from __future__ import annotations
 
+import datetime as dt
+import io
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.utils import timezone
 
 from annotation_site.annotation import selectors
 from annotation_site.annotation.models import (
@@ -24,10 +27,12 @@ from annotation_site.annotation.models import (
     Rating,
     Sample,
 )
-from annotation_site.annotation.services import BULK_CHUNK, PromptSpec, safety_bin_for, validate_turns
+from annotation_site.annotation.services import PromptSpec, safety_bin_for, validate_turns
 from annotation_site.errors import ApplicationError
 
 HUMAN, ASSISTANT = "\n\nHuman:", "\n\nAssistant:"
+# Pairs written per round of inserts (the progress line moves once per chunk).
+IMPORT_CHUNK = 5_000
 
 
 class LineError(ValueError):
@@ -254,6 +259,65 @@ def validate_source_name(source_name: str) -> str:
     return source_name
 
 
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_text(value) -> str:
+    """One value in PostgreSQL COPY text format."""
+    if value is None:
+        return "\\N"
+    if value is True or value is False:
+        return "t" if value else "f"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, (dict, list)):
+        value = json.dumps(value)
+    elif isinstance(value, dt.datetime):
+        value = value.isoformat()
+    return str(value).translate(_COPY_ESCAPES)
+
+
+def insert_rows(model, rows: list[dict]) -> list[int]:
+    """Insert rows (field attname -> value; other fields take their defaults) and return their ids.
+
+    On PostgreSQL the rows go in with COPY, ids reserved from the table's sequence first: Django has
+    no COPY, and profiling showed bulk_create spending most of an import in per-field Python
+    preparation (about 4x slower for 100k pairs). Other databases use bulk_create.
+    """
+    if not rows:
+        return []
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    now = timezone.now()
+    defaults = {
+        f.attname: now if getattr(f, "auto_now_add", False) or getattr(f, "auto_now", False) else f.get_default()
+        for f in fields
+    }
+    if connection.vendor != "postgresql":
+        created = model.objects.bulk_create([model(**{**defaults, **row}) for row in rows])
+        return [obj.pk for obj in created]
+    table = model._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [table, len(rows)]
+        )
+        ids = [row[0] for row in cursor.fetchall()]
+        given = [f for f in fields if f.attname in rows[0]]
+        defaulted = [f for f in fields if f.attname not in rows[0]]
+        # Defaults are the same on every row: rendered once, in the columns after the given ones.
+        columns = ["id"] + [f.column for f in given + defaulted]
+        constant = "".join("\t" + _copy_text(defaults[f.attname]) for f in defaulted)
+        buffer = io.StringIO()
+        for pk, row in zip(ids, rows):
+            buffer.write(str(pk))
+            for f in given:
+                buffer.write("\t" + _copy_text(row[f.attname]))
+            buffer.write(constant + "\n")
+        buffer.seek(0)
+        quoted = ", ".join(connection.ops.quote_name(c) for c in columns)
+        cursor.copy_expert(f"COPY {connection.ops.quote_name(table)} ({quoted}) FROM STDIN", buffer)
+    return ids
+
+
 def preferences_import(
     *,
     pairs: list[PreferencePair],
@@ -274,54 +338,58 @@ def preferences_import(
     overlap = guideline.overlap if (guideline and as_items) else 1
     default_model = f"import:{source_name}"
     with transaction.atomic():
-        for start in range(0, len(pairs), BULK_CHUNK):
-            chunk = pairs[start : start + BULK_CHUNK]
-            dialogues = Dialogue.objects.bulk_create(
+        for start in range(0, len(pairs), IMPORT_CHUNK):
+            chunk = pairs[start : start + IMPORT_CHUNK]
+            dialogue_ids = insert_rows(
+                Dialogue,
                 [
-                    Dialogue(turns=p.turns, guideline_kind=guideline_kind, source=DialogueSource.IMPORT, source_name=source_name)
+                    {"turns": p.turns, "guideline_kind": guideline_kind, "source": DialogueSource.IMPORT, "source_name": source_name}
                     for p in chunk
-                ]
+                ],
             )
-            samples = Sample.objects.bulk_create(
+            sample_ids = insert_rows(
+                Sample,
                 [
-                    sample
-                    for p, dialogue in zip(chunk, dialogues)
-                    for sample in (
-                        Sample(dialogue=dialogue, text=p.chosen, model_name=p.chosen_model or default_model, sampling_params=p.chosen_sampling),
-                        Sample(dialogue=dialogue, text=p.rejected, model_name=p.rejected_model or default_model, sampling_params=p.rejected_sampling),
+                    row
+                    for p, dialogue_id in zip(chunk, dialogue_ids)
+                    for row in (
+                        {"dialogue_id": dialogue_id, "text": p.chosen, "model_name": p.chosen_model or default_model, "sampling_params": p.chosen_sampling},
+                        {"dialogue_id": dialogue_id, "text": p.rejected, "model_name": p.rejected_model or default_model, "sampling_params": p.rejected_sampling},
                     )
-                ]
+                ],
             )
-            items = Item.objects.bulk_create(
+            item_ids = insert_rows(
+                Item,
                 [
-                    Item(
-                        dialogue=dialogue,
-                        guideline_kind=guideline_kind,
-                        sample_a=samples[2 * index],
-                        sample_b=samples[2 * index + 1],
-                        status=ItemStatus.READY if as_items else ItemStatus.DONE,
-                        overlap=overlap,
-                        open_slots=overlap if as_items else 0,
-                    )
-                    for index, dialogue in enumerate(dialogues)
-                ]
+                    {
+                        "dialogue_id": dialogue_id,
+                        "guideline_kind": guideline_kind,
+                        "sample_a_id": sample_ids[2 * index],
+                        "sample_b_id": sample_ids[2 * index + 1],
+                        "status": ItemStatus.READY if as_items else ItemStatus.DONE,
+                        "overlap": overlap,
+                        "open_slots": overlap if as_items else 0,
+                    }
+                    for index, dialogue_id in enumerate(dialogue_ids)
+                ],
             )
             if not as_items:
-                Comparison.objects.bulk_create(
+                insert_rows(
+                    Comparison,
                     [
-                        Comparison(
-                            item=item,
-                            guideline_kind=guideline_kind,
-                            chosen=samples[2 * index],
-                            rejected=samples[2 * index + 1],
-                            rating=p.rating,
-                            chosen_is_safe=p.chosen_is_safe,
-                            rejected_is_safe=p.rejected_is_safe,
-                            safety_bin=_bin(p),
-                            source=source_name,
-                        )
-                        for index, (p, item) in enumerate(zip(chunk, items))
-                    ]
+                        {
+                            "item_id": item_id,
+                            "guideline_kind": guideline_kind,
+                            "chosen_id": sample_ids[2 * index],
+                            "rejected_id": sample_ids[2 * index + 1],
+                            "rating": p.rating,
+                            "chosen_is_safe": p.chosen_is_safe,
+                            "rejected_is_safe": p.rejected_is_safe,
+                            "safety_bin": _bin(p),
+                            "source": source_name,
+                        }
+                        for index, (p, item_id) in enumerate(zip(chunk, item_ids))
+                    ],
                 )
             if on_chunk:
                 on_chunk(len(chunk))
