@@ -29,7 +29,11 @@ def create_schedules(apps, schema_editor):
         ),
     ):
         every, _ = IntervalSchedule.objects.get_or_create(every=seconds, period="seconds")
-        PeriodicTask.objects.get_or_create(name=name, defaults={"task": task, "interval": every, "description": description})
+        PeriodicTask.objects.get_or_create(
+            name=name,
+            # A run still queued when the next one is due is dropped: a slow worker never piles them up.
+            defaults={"task": task, "interval": every, "description": description, "expire_seconds": seconds},
+        )
 
 
 def remove_schedules(apps, schema_editor):

@@ -37,3 +37,12 @@ def test_a_bad_source_is_a_clear_command_error(cache, tmp_path):
     with pytest.raises(CommandError, match="no config.json"):
         call_command("setup_demo_serving", source=str(tmp_path), vllm_url="")
     assert not Checkpoint.objects.exists()
+
+
+def test_migrations_schedule_the_fill_and_health_tasks():
+    from django_celery_beat.models import PeriodicTask
+
+    tasks = {task.task: task for task in PeriodicTask.objects.filter(task__startswith="annotation_site.generation.")}
+    fill = tasks["annotation_site.generation.tasks.fill_queue"]
+    assert (fill.interval.every, fill.interval.period, fill.expire_seconds) == (30, "seconds", 30)
+    assert tasks["annotation_site.generation.tasks.check_deployments_health"].interval.every == 60
