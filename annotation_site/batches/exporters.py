@@ -16,7 +16,9 @@ import gc
 import hashlib
 import heapq
 import os
+import queue
 import shutil
+import threading
 import uuid
 from collections import Counter
 from contextlib import contextmanager
@@ -27,6 +29,7 @@ from typing import Callable, Iterator
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
+from django.db import connection, transaction
 from django.db.models import Count, F, QuerySet, TextField
 from django.db.models.functions import Cast
 
@@ -254,6 +257,66 @@ def comparison_rows(comparisons: QuerySet, chunk_size: int) -> Iterator[tuple]:
     )
 
 
+_DONE = object()
+
+
+def prefetched(rows: Callable[[], Iterator[tuple]], chunk_size: int) -> Iterator[tuple]:
+    """Yield `rows()`, fetching the next chunk in a thread while the caller writes this one.
+
+    A server-side cursor outside a transaction is declared WITH HOLD, which makes PostgreSQL run
+    the whole query and store every row before the first fetch (gigabytes for a big batch), and
+    the writer then waits on each fetch. Here a thread reads inside its own transaction (a plain
+    cursor, evaluated as fetched) on its own connection, so the database produces rows while
+    Python encodes them. Inside the caller's transaction (tests) another connection could not
+    see its rows, so the rows are read inline instead.
+    """
+    if connection.in_atomic_block:
+        yield from rows()
+        return
+    chunks: queue.Queue = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def hand_over(item) -> None:
+        while not stop.is_set():
+            try:
+                chunks.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def produce() -> None:
+        try:
+            with transaction.atomic():
+                chunk = []
+                for row in rows():
+                    chunk.append(row)
+                    if len(chunk) == chunk_size:
+                        hand_over(chunk)
+                        chunk = []
+                        if stop.is_set():
+                            return
+                hand_over(chunk)
+            hand_over(_DONE)
+        except BaseException as error:  # noqa: BLE001 - re-raised in the consumer
+            hand_over(error)
+        finally:
+            connection.close()
+
+    producer = threading.Thread(target=produce, name="export-prefetch", daemon=True)
+    producer.start()
+    try:
+        while True:
+            item = chunks.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield from item
+    finally:
+        stop.set()
+        producer.join()
+
+
 def comparison_counts(comparisons: QuerySet) -> dict[str, dict[str, int]]:
     """Exported comparisons by guideline, rating, safety bin, annotator and source (GROUP BY in the database)."""
     labels = {"rating": "unrated", "safety_bin": "none", "annotator": "imported"}
@@ -371,7 +434,7 @@ def _write_preferences(
             rejected_checkpoint,
             rejected_sampling_json,
             annotator,
-        ) in comparison_rows(comparisons, chunk_size):
+        ) in prefetched(lambda: comparison_rows(comparisons, chunk_size), chunk_size):
             prompt = loads(turns_json)
             chosen_sampling = loads(chosen_sampling_json) if chosen_sampling_json else {}
             rejected_sampling = loads(rejected_sampling_json) if rejected_sampling_json else {}
