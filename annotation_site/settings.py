@@ -189,7 +189,7 @@ BATCH_TEST_SIZE = env_float("BATCH_TEST_SIZE", 1000)
 BATCH_TEST_MAX_FRACTION = env_float("BATCH_TEST_MAX_FRACTION", 0.1)
 # Margin table of Llama 2's Table 27 used for the `margin` column: "small" or "large".
 BATCH_MARGIN_TABLE = env_str("BATCH_MARGIN_TABLE", "small")
-BATCH_EXPORT_CHUNK_SIZE = env_int("BATCH_EXPORT_CHUNK_SIZE", 5000, minimum=1)
+BATCH_EXPORT_CHUNK_SIZE = env_int("BATCH_EXPORT_CHUNK_SIZE", 10000, minimum=1)
 # Seconds to sleep after each exported chunk: a test hook that makes an export slow enough to
 # kill its worker mid-way. Keep 0 in production.
 BATCH_EXPORT_PAUSE_PER_CHUNK_S = env_float("BATCH_EXPORT_PAUSE_PER_CHUNK_S", 0.0)
