@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "annotation_site.annotation",
     "annotation_site.generation",
     "annotation_site.batches",
+    "annotation_site.runs",
 ]
 
 MIDDLEWARE = [
@@ -198,6 +199,22 @@ BATCH_EXPORT_STALE_AFTER_S = env_int("BATCH_EXPORT_STALE_AFTER_S", 600, minimum=
 # Written into each batch manifest; empty means `git rev-parse HEAD` of the checkout.
 CODE_VERSION = env_str("CODE_VERSION", "")
 CHECKPOINT_ROOT = Path(env_str("CHECKPOINT_ROOT", str(VAR_DIR / "checkpoints")))
+
+# --- Training runs launched from the researchers' dashboard (runs app) ----------------------------
+# Each run writes under CHECKPOINT_ROOT/runs/<id>/. The training worker checks on its recipe
+# subprocess this often (progress, cancel requests, heartbeat).
+RUN_POLL_INTERVAL_S = env_float("RUN_POLL_INTERVAL_S", 2.0)
+# A RUNNING run whose heartbeat is older than this lost its worker: it is restarted, at most
+# RUN_MAX_ATTEMPTS attempts in all, then marked failed.
+RUN_STALE_AFTER_S = env_int("RUN_STALE_AFTER_S", 120, minimum=10)
+RUN_MAX_ATTEMPTS = env_int("RUN_MAX_ATTEMPTS", 2, minimum=1)
+# Seconds between SIGTERM and SIGKILL when a run is cancelled.
+RUN_CANCEL_GRACE_S = env_float("RUN_CANCEL_GRACE_S", 10.0)
+# Command the recipe module is run under, e.g. "accelerate launch --config_file
+# training/accelerate/ddp.yaml" on a multi-GPU worker; empty: this Python (`python -m training.<recipe>`).
+RUN_LAUNCHER = env_str("RUN_LAUNCHER", "")
+# Beat: how often runs whose worker died, or whose enqueue failed, are looked for.
+RUN_WATCHDOG_INTERVAL_S = env_int("RUN_WATCHDOG_INTERVAL_S", 120, minimum=10)
 
 LOGGING = {
     "version": 1,

@@ -10,6 +10,8 @@ urlpatterns = [
     path("api/", include("annotation_site.annotation.api_urls")),
     path("api/", include("annotation_site.generation.api_urls")),
     path("api/", include("annotation_site.batches.api_urls")),
+    path("api/", include("annotation_site.runs.api_urls")),
     path("batches/", include("annotation_site.batches.urls")),
+    path("runs/", include("annotation_site.runs.urls")),
     path("", include("annotation_site.annotation.urls")),
 ]

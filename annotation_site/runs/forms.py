@@ -1,0 +1,110 @@
+"""Forms of the dashboard's pages: launch a run, deploy its checkpoint, pick runs to compare."""
+from __future__ import annotations
+
+from django import forms
+
+from annotation_site.generation.models import Engine
+from annotation_site.runs import selectors
+from annotation_site.runs.configs import parse_overrides, shipped_configs
+from annotation_site.runs.models import Recipe
+from annotation_site.runs.services import GUIDELINES
+from annotation_site.errors import ApplicationError
+
+
+class CheckpointChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, checkpoint):
+        return f"{checkpoint.name} ({checkpoint.kind}) - {checkpoint.path}"
+
+
+class LaunchForm(forms.Form):
+    recipe = forms.ChoiceField(choices=Recipe.choices)
+    config_name = forms.ChoiceField(
+        label="Shipped config", required=False,
+        help_text="A file of training/configs/ for this recipe; empty: the recipe's defaults (the paper's settings).",
+    )
+    name = forms.CharField(
+        max_length=200, required=False,
+        help_text="Also the name of the checkpoint it registers; default <recipe>-run-<id>.",
+    )
+    base_checkpoint = CheckpointChoiceField(
+        queryset=selectors.chat_checkpoints(), required=False, label="Start from checkpoint",
+        help_text="Sets model= (and becomes the parent of the new checkpoint); empty: the config's model.",
+    )
+    helpfulness_reward_model = CheckpointChoiceField(
+        queryset=selectors.reward_model_checkpoints(), required=False, help_text="Rejection sampling and PPO only.",
+    )
+    safety_reward_model = CheckpointChoiceField(
+        queryset=selectors.reward_model_checkpoints(), required=False, help_text="Rejection sampling and PPO only.",
+    )
+    batches = forms.ModelMultipleChoiceField(
+        queryset=selectors.exported_batches(), required=False, widget=forms.CheckboxSelectMultiple,
+        help_text="Exported weekly batches to train on; they replace the config's data list.",
+    )
+    guidelines = forms.MultipleChoiceField(
+        choices=[(g, g) for g in GUIDELINES], required=False, widget=forms.CheckboxSelectMultiple,
+        help_text="Keep only the chosen batches' rows of these guidelines (none: all).",
+    )
+    overrides = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 5, "placeholder": "max_steps=20\nlearning_rate=2e-5"}), required=False,
+        help_text="key=value, one per line, applied on top of the shipped config (values are YAML).",
+    )
+    notes = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["config_name"].choices = [("", "(recipe defaults)")] + [
+            (config.name, f"{config.name} [{config.recipe}] {config.description}") for config in shipped_configs()
+        ]
+
+    def clean_overrides(self) -> list[str]:
+        try:
+            return parse_overrides(self.cleaned_data.get("overrides", ""))
+        except ApplicationError as error:
+            raise forms.ValidationError(error.message) from None
+
+    def add_application_error(self, error: ApplicationError) -> None:
+        """Show a service's error beside the field it names (else above the form)."""
+        field = error.extra.get("field")
+        self.add_error(field if field in self.fields else None, error.message)
+
+
+class DeployForm(forms.Form):
+    MODES = [
+        ("local", "Local transformers engine (inside the generation worker)"),
+        ("vllm", "A running vLLM server at this URL"),
+        ("launch", "Launch a vLLM server for it (on the worker's machine)"),
+    ]
+    mode = forms.ChoiceField(choices=MODES, widget=forms.RadioSelect, initial="local")
+    endpoint_url = forms.CharField(max_length=500, required=False, help_text="e.g. http://127.0.0.1:8100/v1")
+    served_model_name = forms.CharField(max_length=500, required=False)
+    port = forms.IntegerField(min_value=1, max_value=65535, required=False, help_text="Launch only; empty: a free port.")
+    enforce_eager = forms.BooleanField(required=False, help_text="Launch only: starts faster, serves ~10% slower.")
+    only_this = forms.BooleanField(
+        required=False, label="Disable every other deployment",
+        help_text="Else the newest checkpoints share generation (GENERATION_LATEST_CHECKPOINTS).",
+    )
+
+    def deployment_arguments(self) -> dict:
+        data = self.cleaned_data
+        return {
+            "engine": Engine.LOCAL if data["mode"] == "local" else Engine.VLLM,
+            "endpoint_url": data["endpoint_url"] if data["mode"] == "vllm" else "",
+            "served_model_name": data["served_model_name"],
+            "launch": data["mode"] == "launch",
+            "port": data["port"],
+            "enforce_eager": data["enforce_eager"],
+            "only_this": data["only_this"],
+        }
+
+
+class CompareForm(forms.Form):
+    run = forms.ModelMultipleChoiceField(
+        queryset=selectors.comparable_reward_model_runs(), widget=forms.CheckboxSelectMultiple,
+        label="Reward-model runs",
+    )
+
+    def clean_run(self):
+        runs = self.cleaned_data["run"]
+        if len(runs) < 2:
+            raise forms.ValidationError("Pick at least two reward-model runs to compare.")
+        return runs

@@ -1,0 +1,117 @@
+"""Launching checks the config in the web process (training.config.load_config) and only
+enqueues: form and API errors name what was wrong; a good launch stores the resolved config."""
+import pytest
+import yaml
+from rest_framework.test import APIClient
+
+from annotation_site.batches.models import Batch, BatchState
+from annotation_site.generation.models import Checkpoint
+from annotation_site.runs.configs import shipped_configs
+from annotation_site.runs.models import RunStatus, TrainingRun
+from tests.annotation_site.runs.conftest import TINY_SFT
+
+pytestmark = pytest.mark.django_db
+
+
+def post_launch(client, researcher, **data):
+    client.force_login(researcher)
+    return client.post("/runs/launch/", {"recipe": "sft", **data})
+
+
+def test_every_shipped_config_is_listed_under_the_recipe_its_launch_command_runs(researcher):
+    configs = {config.name: config.recipe for config in shipped_configs()}
+    assert configs["sft_smollm2_cpu.yaml"] == "sft"
+    assert configs["reward_model_helpfulness.yaml"] == configs["reward_model_smollm2_cpu.yaml"] == "reward_model"
+    assert configs["ppo.yaml"] == "ppo" and configs["rejection_sampling.yaml"] == "rejection_sampling"
+    assert "grpo.yaml" not in configs  # no dashboard recipe for it
+    api = APIClient()
+    api.force_authenticate(researcher)
+    listed = api.get("/api/runs/configs/?recipe=ppo").json()
+    assert {config["name"] for config in listed} == {"ppo.yaml", "ppo_smollm2.yaml"}
+    assert api.get("/api/runs/configs/?recipe=dpo").status_code == 400
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ("learning_rat=2e-5", "unknown key(s) learning_rat"),
+        ("epochs=many", "epochs must be float, got 'many'"),
+        ("max_steps", 'is not of the form key=value'),
+        ("out=/tmp/elsewhere", "Do not set out="),
+        ("data=[{path: x, guidelines: [kindness]}]", "guidelines of x: unknown ['kindness']"),
+    ],
+)
+def test_a_config_that_does_not_load_is_a_form_error_on_the_overrides(client, researcher, overrides, message):
+    response = post_launch(client, researcher, config_name="sft_smollm2_cpu.yaml", overrides=overrides)
+    assert response.status_code == 400
+    assert message in " ".join(response.context["form"].errors["overrides"])
+    assert not TrainingRun.objects.exists()
+
+
+def test_a_config_of_another_recipe_is_refused(client, researcher):
+    response = post_launch(client, researcher, config_name="ppo.yaml")
+    assert "ppo.yaml is a config of the ppo recipe, not of sft" in " ".join(response.context["form"].errors["config_name"])
+
+
+def test_checkpoints_and_batches_must_fit_the_recipe(client, researcher, base_checkpoint, settings):
+    reward_model = Checkpoint.objects.create(name="rm", path="/ckpt/rm", kind="reward_model")
+    as_base = post_launch(client, researcher, base_checkpoint=reward_model.pk, overrides="data=[x]")
+    assert "is not one of the available choices" in str(as_base.context["form"].errors["base_checkpoint"])
+    with_rm = post_launch(client, researcher, base_checkpoint=base_checkpoint.pk, helpfulness_reward_model=reward_model.pk, overrides="data=[x]")
+    assert "Only rejection sampling and PPO use reward models" in str(with_rm.context["form"].errors["helpfulness_reward_model"])
+    closed = Batch.objects.create(week="2026-W47", state=BatchState.CLOSED)
+    unexported = post_launch(client, researcher, base_checkpoint=base_checkpoint.pk, batches=[closed.pk])
+    assert "is not one of the available choices" in str(unexported.context["form"].errors["batches"])
+    api = APIClient()
+    api.force_authenticate(researcher)
+    refused = api.post("/api/runs/", {"recipe": "sft", "batches": ["2026-W47"], "base_checkpoint": base_checkpoint.pk}, format="json")
+    assert refused.status_code == 400 and "Batch 2026-W47 has no finished export" in refused.json()["message"]
+    assert refused.json()["field"] == "batches"
+    assert not TrainingRun.objects.exists()
+
+
+def test_a_launch_stores_the_resolved_config_and_enqueues_only_after_commit(
+    client, researcher, base_checkpoint, exported_batch, settings, enqueued, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post_launch(
+            client, researcher, config_name="sft_smollm2_cpu.yaml", name="sft-w48", base_checkpoint=base_checkpoint.pk,
+            batches=[exported_batch.pk], guidelines=["helpfulness"], overrides="\n".join(["# tiny", *TINY_SFT]),
+        )
+    run = TrainingRun.objects.get()
+    assert response.status_code == 302 and response["Location"] == f"/runs/{run.pk}/"
+    assert enqueued == [run.pk] and run.enqueued_at is not None
+    assert run.status == RunStatus.QUEUED and run.launched_by == researcher and run.base_checkpoint == base_checkpoint
+    config = yaml.safe_load(run.config_text)
+    assert config["model"] == base_checkpoint.path  # the chosen checkpoint beats the shipped config's model
+    assert config["data"] == [{"path": str((settings.EXPORT_ROOT / "2026-W48").resolve()), "guidelines": ["helpfulness"]}]
+    assert config["out"] == str(settings.CHECKPOINT_ROOT.resolve() / "runs" / str(run.pk) / "checkpoint")
+    assert config["learning_rate"] == 3e-3 and config["max_length"] == 1024  # override, then the shipped file
+    assert config["weight_decay"] == 0.1 and config["seed"] == 42
+    assert run.overrides == TINY_SFT and run.config_name == "sft_smollm2_cpu.yaml"
+    assert list(run.batches.all()) == [exported_batch]
+
+    again = post_launch(client, researcher, name="sft-w48", base_checkpoint=base_checkpoint.pk, batches=[exported_batch.pk])
+    assert "is taken" in " ".join(again.context["form"].errors["name"])
+
+
+def test_a_broker_outage_at_launch_leaves_the_run_queued_for_the_watchdog(
+    researcher, base_checkpoint, exported_batch, monkeypatch, django_capture_on_commit_callbacks
+):
+    from annotation_site.runs import services
+    from annotation_site.runs.tasks import run_training
+
+    def broker_down(run_id):
+        raise ConnectionRefusedError("redis is down")
+
+    monkeypatch.setattr(run_training, "delay", broker_down)
+    with django_capture_on_commit_callbacks(execute=True):
+        run = services.run_launch(recipe="sft", launched_by=researcher, base_checkpoint=base_checkpoint, batches=[exported_batch])
+    run.refresh_from_db()
+    assert run.status == RunStatus.QUEUED and run.enqueued_at is None
+
+    sent = []
+    monkeypatch.setattr(run_training, "delay", lambda run_id: sent.append(run_id))
+    assert services.runs_recover() == []  # too recent: its enqueue may still be on its way
+    TrainingRun.objects.filter(pk=run.pk).update(created_at=run.created_at.replace(year=2025))
+    assert services.runs_recover() == [run.pk] and sent == [run.pk]
