@@ -223,24 +223,24 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
-def server_cpu_seconds(server: subprocess.Popen, database: str) -> float:
-    """CPU time used so far by gunicorn (master and workers) and by the PostgreSQL backends serving the bench database."""
+def server_cpu_seconds(server: subprocess.Popen, database: str) -> tuple[float, float]:
+    """CPU seconds used so far by gunicorn (master and workers) and by the PostgreSQL backends of the bench database."""
     import psutil
 
-    total = 0.0
+    def used(process) -> float:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            return 0.0
+        return times.user + times.system
+
     master = psutil.Process(server.pid)
-    for process in [master, *master.children(recursive=True)]:
-        times = process.cpu_times()
-        total += times.user + times.system
-    for process in psutil.process_iter(["name", "cmdline"]):
-        cmdline = " ".join(process.info["cmdline"] or [])
-        if cmdline.startswith("postgres:") and f" {database} " in cmdline:
-            try:
-                times = process.cpu_times()
-            except psutil.NoSuchProcess:
-                continue
-            total += times.user + times.system
-    return total
+    web = sum(used(process) for process in [master, *master.children(recursive=True)])
+    database_backends = [
+        process for process in psutil.process_iter(["cmdline"])
+        if " ".join(process.info["cmdline"] or []).startswith("postgres:") and f" {database} " in " ".join(process.info["cmdline"] or [])
+    ]
+    return web, sum(used(process) for process in database_backends)
 
 
 def run_phase(port: int, tokens: list[str], clients: int, duration: float) -> dict:
@@ -314,10 +314,13 @@ def main(argv=None) -> int:
             results, acknowledged = [], []
             print(f"{'N':>3} {'cycles':>7} {'cycles/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'vs N=1':>7}  errors", flush=True)
             for n in clients:
-                cpu_before, client_before = server_cpu_seconds(server, args.database), time.process_time()
+                (web_before, db_before), client_before = server_cpu_seconds(server, args.database), time.process_time()
                 result = run_phase(port, tokens, n, args.duration)
                 cycles_all = len(result["comparison_ids"]) or 1
-                result["server_cpu_ms"] = (server_cpu_seconds(server, args.database) - cpu_before) * 1000 / cycles_all
+                web_after, db_after = server_cpu_seconds(server, args.database)
+                result["web_cpu_ms"] = (web_after - web_before) * 1000 / cycles_all
+                result["db_cpu_ms"] = (db_after - db_before) * 1000 / cycles_all
+                result["server_cpu_ms"] = result["web_cpu_ms"] + result["db_cpu_ms"]
                 result["client_cpu_ms"] = (time.process_time() - client_before) * 1000 / cycles_all
                 results.append(result)
                 acknowledged += result["comparison_ids"]
@@ -325,7 +328,7 @@ def main(argv=None) -> int:
                 print(f"{n:>3} {result['cycles']:>7} {result['cycles_per_s']:>9.1f} {result['p50']:>8.1f} "
                       f"{result['p95']:>8.1f} {result['p99']:>8.1f} {result['cycles_per_s'] / baseline:>6.2f}x  "
                       f"{len(result['errors'])}{' (ran out of items)' if result['ran_dry'] else ''}", flush=True)
-                print(f"    CPU per cycle: {result['server_cpu_ms']:.1f} ms server (gunicorn + its PostgreSQL backends), "
+                print(f"    CPU per cycle: {result['web_cpu_ms']:.1f} ms gunicorn + {result['db_cpu_ms']:.1f} ms PostgreSQL, "
                       f"{result['client_cpu_ms']:.1f} ms load generator; load average {os.getloadavg()[0]:.1f}", flush=True)
                 for error in result["errors"][:5]:
                     print(f"    {error}")

@@ -7,6 +7,7 @@ from rest_framework.views import APIView
 
 from annotation_site.accounts.permissions import CanAnnotate, CanQueuePrompts
 from annotation_site.annotation import selectors, services
+from annotation_site.annotation.models import Assignment
 from annotation_site.annotation.serializers import (
     AssignmentOutputSerializer,
     ComparisonInputSerializer,
@@ -40,6 +41,12 @@ def _own_assignment(request, assignment_id: int):
         # The same answer whether it does not exist or belongs to someone else.
         raise NotFound("No such assignment of yours.")
     return assignment
+
+
+def _assignment_ref(assignment_id: int) -> Assignment:
+    """The assignment named in the URL, unloaded: write services lock it and check it is the
+    annotator's own (404 otherwise), so reading it here first would only cost a query."""
+    return Assignment(pk=assignment_id)
 
 
 def next_item_payload(*, annotator, guideline_kind=None, task_kind=None) -> dict:
@@ -77,7 +84,7 @@ class ComparisonSubmitApi(APIView):
     def post(self, request, assignment_id: int):
         data = _valid(ComparisonInputSerializer, request.data)
         comparison = services.comparison_submit(
-            assignment=_own_assignment(request, assignment_id), annotator=request.user, **data
+            assignment=_assignment_ref(assignment_id), annotator=request.user, **data
         )
         return Response(ComparisonOutputSerializer(comparison).data, status=201)
 
@@ -91,7 +98,7 @@ class DemonstrationSubmitApi(APIView):
     def post(self, request, assignment_id: int):
         data = _valid(DemonstrationInputSerializer, request.data)
         demonstration = services.demonstration_submit(
-            assignment=_own_assignment(request, assignment_id), annotator=request.user, **data
+            assignment=_assignment_ref(assignment_id), annotator=request.user, **data
         )
         return Response(DemonstrationOutputSerializer(demonstration).data, status=201)
 
@@ -103,7 +110,7 @@ class SkipApi(APIView):
     def post(self, request, assignment_id: int):
         data = _valid(SkipInputSerializer, request.data)
         skipped = services.assignment_skip(
-            assignment=_own_assignment(request, assignment_id), annotator=request.user, reason=data["reason"]
+            assignment=_assignment_ref(assignment_id), annotator=request.user, reason=data["reason"]
         )
         return Response(SkipOutputSerializer(skipped).data)
 

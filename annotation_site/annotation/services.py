@@ -312,6 +312,32 @@ def _lock_own_assignment(*, assignment: Assignment, annotator) -> Assignment:
     return locked
 
 
+ANSWERS = {
+    TaskKind.COMPARISON: (Comparison, "a comparison"),
+    TaskKind.DEMONSTRATION: (Demonstration, "a written response"),
+}
+
+
+def _lock_for_answer(*, assignment: Assignment, annotator, task_kind: str):
+    """Lock the annotator's own assignment to answer it; returns (locked, the earlier answer or None).
+
+    A submitted assignment gives back its answer (a double submit stores one); a skipped one is
+    refused; an expired one takes its slot back if no one else has it. Call inside a transaction:
+    the caller's later validation errors roll the slot back too.
+    """
+    locked = _lock_own_assignment(assignment=assignment, annotator=annotator)
+    model, wanted = ANSWERS[task_kind]
+    if locked.item.task_kind != task_kind:
+        raise ApplicationError(f"This item asks for {ANSWERS[locked.item.task_kind][1]}, not {wanted}.")
+    if locked.status == AssignmentStatus.SUBMITTED:
+        return locked, model.objects.get(assignment=locked)
+    if locked.status == AssignmentStatus.SKIPPED:
+        raise Conflict("You skipped this item; it can no longer be submitted.")
+    if locked.status == AssignmentStatus.EXPIRED:
+        _retake_expired_slot(locked)
+    return locked, None
+
+
 def _retake_expired_slot(locked: Assignment) -> None:
     """A late submit of an expired claim is accepted while the item still has a free slot."""
     taken = Item.objects.filter(pk=locked.item_id, open_slots__gt=0).update(open_slots=F("open_slots") - 1)
@@ -383,17 +409,10 @@ def comparison_submit(
         raise ApplicationError(f'Unknown rating "{rating}": use one of {", ".join(Rating.values)}.')
     now = timezone.now()
     with transaction.atomic():
-        locked = _lock_own_assignment(assignment=assignment, annotator=annotator)
-        if locked.status == AssignmentStatus.SUBMITTED:
-            existing = Comparison.objects.filter(assignment=locked).first()
-            if existing is None:
-                raise Conflict("This assignment was answered with a demonstration, not a comparison.")
+        locked, existing = _lock_for_answer(assignment=assignment, annotator=annotator, task_kind=TaskKind.COMPARISON)
+        if existing is not None:
             return existing
-        if locked.status == AssignmentStatus.SKIPPED:
-            raise Conflict("You skipped this item; it can no longer be submitted.")
         item = locked.item
-        if item.task_kind != TaskKind.COMPARISON:
-            raise ApplicationError("This item asks for a written response, not a comparison.")
         shown_a, shown_b = (item.sample_b_id, item.sample_a_id) if locked.flipped else (item.sample_a_id, item.sample_b_id)
         chosen_id, rejected_id = (shown_a, shown_b) if chosen == "A" else (shown_b, shown_a)
         chosen_is_safe = rejected_is_safe = None
@@ -407,8 +426,6 @@ def comparison_submit(
             safety_bin = safety_bin_for(chosen_is_safe=chosen_is_safe, rejected_is_safe=rejected_is_safe)
         elif response_a_is_safe is not None or response_b_is_safe is not None:
             raise ApplicationError("Safety labels belong to safety tasks only; this is a helpfulness task.")
-        if locked.status == AssignmentStatus.EXPIRED:
-            _retake_expired_slot(locked)
         comparison = Comparison.objects.create(
             assignment=locked,
             item=item,
@@ -438,19 +455,10 @@ def demonstration_submit(*, assignment: Assignment, annotator, text: str, active
         raise ApplicationError(f"The response is longer than {MAX_MESSAGE_CHARS} characters.")
     now = timezone.now()
     with transaction.atomic():
-        locked = _lock_own_assignment(assignment=assignment, annotator=annotator)
-        if locked.status == AssignmentStatus.SUBMITTED:
-            existing = Demonstration.objects.filter(assignment=locked).first()
-            if existing is None:
-                raise Conflict("This assignment was answered with a comparison, not a demonstration.")
+        locked, existing = _lock_for_answer(assignment=assignment, annotator=annotator, task_kind=TaskKind.DEMONSTRATION)
+        if existing is not None:
             return existing
-        if locked.status == AssignmentStatus.SKIPPED:
-            raise Conflict("You skipped this item; it can no longer be submitted.")
         item = locked.item
-        if item.task_kind != TaskKind.DEMONSTRATION:
-            raise ApplicationError("This item asks for a comparison, not a written response.")
-        if locked.status == AssignmentStatus.EXPIRED:
-            _retake_expired_slot(locked)
         demonstration = Demonstration.objects.create(
             assignment=locked,
             item=item,
