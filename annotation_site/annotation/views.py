@@ -4,6 +4,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.shortcuts import redirect, render
+from django.urls import NoReverseMatch, reverse
 
 from annotation_site.accounts.models import Role
 from annotation_site.accounts.permissions import ANNOTATING_ROLES, role_required
@@ -14,12 +15,17 @@ from annotation_site.annotation.models import GuidelineKind, Rating
 
 
 def home(request):
-    """Send each role to its door: annotators to /annotate/, admins and researchers to the admin."""
+    """Send each role to its door: annotators to /annotate/, researchers to the runs dashboard, admins to the admin."""
     if not request.user.is_authenticated:
         return redirect_to_login("/")
     role = user_role(request.user)
     if role == Role.ANNOTATOR:
         return redirect("annotate")
+    if role == Role.RESEARCHER:
+        try:
+            return redirect(reverse("runs:dashboard"))
+        except NoReverseMatch:  # the runs app is optional; the admin always exists
+            pass
     return redirect("admin:index")
 
 

@@ -105,3 +105,14 @@ def test_home_sends_each_role_to_its_door():
     assert client.get("/")["Location"] == "/annotate/"
     client.force_login(user_create(username="boss", role="admin", password="pw-123456"))
     assert client.get("/")["Location"] == "/admin/"
+    client.force_login(user_create(username="res", role="researcher", password="pw-123456"))
+    assert client.get("/")["Location"] == runs_dashboard_or_admin()
+
+
+def runs_dashboard_or_admin() -> str:
+    from django.urls import NoReverseMatch, reverse
+
+    try:
+        return reverse("runs:dashboard")
+    except NoReverseMatch:
+        return "/admin/"
