@@ -67,7 +67,9 @@ def assignment_live_for(*, annotator, guideline_kinds: list[str], task_kind: str
     )
     if task_kind:
         live = live.filter(item__task_kind=task_kind)
-    return live.select_related("item__dialogue", "item__sample_a", "item__sample_b", "guideline").order_by("id").first()
+    # Usually there is none: find its id with a plain query, load the item and samples only if found.
+    live_id = live.order_by("id").values_list("id", flat=True).first()
+    return None if live_id is None else assignment_get_for(assignment_id=live_id, annotator=annotator)
 
 
 def assignment_get_for(*, assignment_id: int, annotator) -> Assignment | None:
