@@ -63,6 +63,7 @@ class DataSource:
         unknown = set(self.guidelines or ()) - set(GUIDELINES)
         if unknown:
             raise ValueError(f"guidelines of {self.path}: unknown {sorted(unknown)}, use {list(GUIDELINES)}")
+        self.path = str(Path(self.path).expanduser())
         if self.name is None:
             self.name = _source_name(Path(self.path))
 
@@ -93,6 +94,10 @@ def parse_sources(entries: list[dict[str, Any] | str]) -> list[DataSource]:
         if not isinstance(values, dict):
             raise ConfigError(f"data[{index}] must be a path or a mapping, got {entry!r}")
         sources.append(build_config(DataSource, values, origin=f"data[{index}]"))
+    names = [source.name for source in sources]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ConfigError(f"data: several sources are named {', '.join(repeated)}; give each a distinct `name`")
     shares = sum(source.share or 0 for source in sources)
     if shares and (shares >= 1 or all(source.share is not None for source in sources)):
         raise ConfigError("data: shares must add up to less than 1 and at least one source must have none")

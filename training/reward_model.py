@@ -79,6 +79,7 @@ class Config:
 
 def train(config: Config) -> Path:
     """Train a reward model as `config` says; returns the finished checkpoint folder."""
+    import torch
     from accelerate import PartialState
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -165,10 +166,9 @@ def train(config: Config) -> Path:
 
         if state.is_main_process:
             # Evaluate the saved checkpoint, which also proves it loads back.
-            model = AutoModelForSequenceClassification.from_pretrained(run.tmp)
-            if trainer.args.bf16:
-                model = model.to(dtype=trainer.model.dtype)
-            model.to(trainer.args.device)
+            on_gpu = trainer.args.device.type == "cuda"
+            dtype = torch.bfloat16 if trainer.args.bf16 and on_gpu else torch.float32
+            model = AutoModelForSequenceClassification.from_pretrained(run.tmp, dtype=dtype).to(trainer.args.device)
             results, all_rows, all_chosen, all_rejected = {}, [], [], []
             for name, rows in eval_splits.items():
                 chosen, rejected = score_pairs(model, tokenizer, rows, batch_size=config.eval_batch_size, max_length=config.max_length)

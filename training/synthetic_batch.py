@@ -1,10 +1,15 @@
-"""Writes exported batch folders in exactly the format of contract §2, for the training tests.
+"""A synthetic batch folder in exactly the exported format (contract §2), for tests, benchmarks and
+smoke runs on machines without a platform database (bench/gpu_check.sh).
+
+    python -m training.synthetic_batch --out var/exports/synthetic --train 256 --test 64
 
 The chosen responses are drawn from helpful, polite words and the rejected ones from curt
-refusals, so even a tiny random model can learn to rank them in a few steps.
+refusals, so even a tiny random model can learn to rank them in a few steps. Not for real
+training: real batches come from the annotation site (`manage.py export_batch`).
 """
 from __future__ import annotations
 
+import argparse
 import json
 import random
 from pathlib import Path
@@ -112,3 +117,18 @@ def write_exported_batch(
 def _transcript(messages: list[dict]) -> str:
     names = {"user": "Human", "assistant": "Assistant"}
     return "".join(f"\n\n{names[m['role']]}: {m['content']}" for m in messages)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Write a synthetic batch folder in the exported format.")
+    parser.add_argument("--out", type=Path, required=True, help="folder to write (created)")
+    parser.add_argument("--train", type=int, default=256, help="training pairs (and demonstrations)")
+    parser.add_argument("--test", type=int, default=64, help="held-out pairs")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    print(write_exported_batch(args.out, n_train=args.train, n_test=args.test, batch="synthetic", seed=args.seed))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

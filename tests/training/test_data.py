@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from tests.training.exported import write_exported_batch
+from training.synthetic_batch import write_exported_batch
 from training.config import ConfigError
 from training.data import DataError, load_eval_splits, load_preferences, load_sft, parse_sources
 
@@ -106,6 +106,8 @@ def test_bad_sources_are_config_errors(tmp_path):
         parse_sources([])
     with pytest.raises(ConfigError, match="unknown.*guidelines|guidelines.*unknown"):
         parse_sources([{"path": str(tmp_path), "guidelines": ["kindness"]}])
+    with pytest.raises(ConfigError, match="several sources are named x"):
+        parse_sources([{"path": str(tmp_path), "name": "x"}, {"path": str(tmp_path), "name": "x", "share": 0.1}])
     with pytest.raises(ConfigError, match="shares"):
         parse_sources([{"path": str(tmp_path), "share": 0.5}])
     with pytest.raises(DataError, match="not an exported folder"):

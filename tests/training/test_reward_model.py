@@ -7,7 +7,7 @@ import torch
 import yaml
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, set_seed
 
-from tests.training.exported import write_exported_batch
+from training.synthetic_batch import write_exported_batch
 from training import reward_model
 from training.config import load_config
 from training.data import DataError, load_preferences, parse_sources

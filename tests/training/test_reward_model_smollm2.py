@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-from tests.training.exported import write_exported_batch
+from training.synthetic_batch import write_exported_batch
 from training import reward_model
 from training.config import load_config
 

@@ -6,7 +6,7 @@ import torch
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from tests.training.exported import write_exported_batch
+from training.synthetic_batch import write_exported_batch
 from training import sft
 from training.config import load_config
 
