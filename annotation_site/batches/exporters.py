@@ -5,8 +5,8 @@ their `.parquet` twins, `hh.{train,test}.jsonl` (Anthropic HH transcripts), `sft
 `manifest.json` and a data card `README.md`.
 
 Rows are streamed from the database with `values_list(...).iterator(chunk_size=...)` (a server-side
-cursor on PostgreSQL), encoded with orjson and written chunk by chunk, so memory stays flat however
-big the batch is. Everything is ordered by id, keys are sorted and no clock is read, so exporting
+cursor on PostgreSQL, read one chunk ahead in a thread), encoded with orjson and written chunk by
+chunk, so memory stays flat however big the batch is. Everything is ordered by id, keys are sorted and no clock is read, so exporting
 the same rows with the same options writes the same bytes. The folder is written beside its final
 place and renamed into place only once complete and fsynced: a crash never leaves a half batch.
 """
@@ -153,19 +153,19 @@ def test_items(comparisons: QuerySet, options: ExportOptions) -> Callable[[int],
         return lambda item_id: item_hash(item_id) < threshold
     per_item = comparisons.order_by().values_list("item_id").annotate(n=Count("id"))
     total = 0
-    largest: list[tuple[int, int, int]] = []  # max-heap by hash: (-hash, item_id, n)
+    smallest: list[tuple[int, int, int]] = []  # the smallest hashes, as a max-heap: (-hash, item_id, n)
     wanted = int(options.test_size)
     for item_id, count in per_item.iterator(chunk_size=10_000):
         total += count
         entry = (-item_hash(item_id), item_id, count)
-        if len(largest) < wanted:
-            heapq.heappush(largest, entry)
-        elif entry > largest[0]:
-            heapq.heapreplace(largest, entry)
+        if len(smallest) < wanted:
+            heapq.heappush(smallest, entry)
+        elif entry > smallest[0]:
+            heapq.heapreplace(smallest, entry)
     target = min(wanted, int(total * options.test_max_fraction))
     chosen: set[int] = set()
     held_out = 0
-    for _, item_id, count in sorted(largest, reverse=True):
+    for _, item_id, count in sorted(smallest, reverse=True):
         if held_out >= target:
             break
         chosen.add(item_id)
@@ -273,7 +273,7 @@ def prefetched(rows: Callable[[], Iterator[tuple]], chunk_size: int) -> Iterator
     if connection.in_atomic_block:
         yield from rows()
         return
-    chunks: queue.Queue = queue.Queue(maxsize=2)
+    chunks: queue.Queue = queue.Queue(maxsize=1)
     stop = threading.Event()
 
     def hand_over(item) -> None:

@@ -77,7 +77,9 @@ def _options_from_settings(*, batch: str | None, created: str | None) -> ExportO
         raise ApplicationError(f"The export settings are invalid: {error}") from None
 
 
-def batch_close(*, week: str | None = None, now: dt.datetime | None = None) -> tuple[Batch, bool]:
+def batch_close(
+    *, week: str | None = None, now: dt.datetime | None = None, enqueue_export: bool = True
+) -> tuple[Batch, bool]:
     """Close a week into one batch; returns (batch, created).
 
     Everything happens in one transaction: the batch row is inserted (its week is unique, so a
@@ -85,7 +87,8 @@ def batch_close(*, week: str | None = None, now: dt.datetime | None = None) -> t
     platform comparison and demonstration not yet in a batch and created before the cutoff is
     assigned with one conditional UPDATE. Rows committed after that UPDATE stay unassigned and go to
     the next batch; concurrent UPDATEs never assign a row twice (`batch_id IS NULL` is rechecked
-    under the row lock). Without a week, the current week is closed now (an early close).
+    under the row lock). Without a week, the current week is closed now (an early close). The
+    export is enqueued on commit unless the caller exports it itself (`enqueue_export=False`).
     """
     now = now or timezone.now()
     week = week or week_of(now)
@@ -120,8 +123,9 @@ def batch_close(*, week: str | None = None, now: dt.datetime | None = None) -> t
             ),
         }
         batch.save(update_fields=["counts"])
-        batch_id = batch.id
-        transaction.on_commit(lambda: batch_export_enqueue(batch_id=batch_id))
+        if enqueue_export:
+            batch_id = batch.id
+            transaction.on_commit(lambda: batch_export_enqueue(batch_id=batch_id))
     logger.info("closed batch %s: %d comparisons, %d demonstrations", week, assigned, demonstrations)
     return batch, True
 
@@ -174,11 +178,15 @@ def _batch_options(batch: Batch) -> ExportOptions:
     return ExportOptions.from_dict(stored)
 
 
-def _progress_recorder(batch_id: int, on_progress: Callable[[int, int], None] | None):
+class ExportSuperseded(Conflict):
+    """A newer export attempt of the same batch took over; this one's result is not recorded."""
+
+
+def _progress_recorder(batch_id: int, attempt: int, on_progress: Callable[[int, int], None] | None):
     pause = settings.BATCH_EXPORT_PAUSE_PER_CHUNK_S
 
     def record(done: int, total: int) -> None:
-        Batch.objects.filter(pk=batch_id).update(
+        Batch.objects.filter(pk=batch_id, export_attempts=attempt).update(
             export_progress=(done / total) if total else 1.0, export_heartbeat_at=timezone.now()
         )
         if on_progress:
@@ -207,7 +215,9 @@ def batch_export(
     """Export a closed batch into EXPORT_ROOT/<week>, atomically; safe to run again after a crash.
 
     An already exported batch is left alone unless `force` (a re-export, which writes the same
-    bytes). A crashed attempt left at most a partial folder beside the final one; it is removed.
+    bytes). Each run claims the export with a new attempt number; only the latest attempt
+    records progress and the outcome, and it removes what crashed attempts left beside the final
+    folder. An older attempt still running (a redelivered task) raises ExportSuperseded at its end.
     """
     with transaction.atomic():
         batch = Batch.objects.select_for_update().filter(pk=batch_id).first()
@@ -233,12 +243,16 @@ def batch_export(
                 "export_error",
             ]
         )
+    attempt = batch.export_attempts
+    current = Batch.objects.filter(pk=batch.id, export_attempts=attempt)
+    superseded = f"A newer export of batch {batch.week} took over from attempt {attempt}."
     remove_partial_exports(final)
     try:
         with atomic_folder(final, replace=True) as folder:
-            manifest = _write_batch(batch, folder, _progress_recorder(batch.id, on_progress))
+            manifest = _write_batch(batch, folder, _progress_recorder(batch.id, attempt, on_progress))
     except Exception as error:
-        Batch.objects.filter(pk=batch.id).update(state=BatchState.FAILED, export_error=f"{type(error).__name__}: {error}")
+        if not current.update(state=BatchState.FAILED, export_error=f"{type(error).__name__}: {error}"):
+            raise ExportSuperseded(superseded) from error
         raise
     counts = {
         "comparisons": manifest["comparisons"],
@@ -246,13 +260,15 @@ def batch_export(
         "excluded_chosen_unsafe_other_safe": manifest["excluded_chosen_unsafe_other_safe"],
         **manifest["counts"],
     }
-    Batch.objects.filter(pk=batch.id).update(
+    finished = current.update(
         state=BatchState.EXPORTED,
         export_path=str(final),
         export_progress=1.0,
         exported_at=timezone.now(),
         counts=counts,
     )
+    if not finished:
+        raise ExportSuperseded(superseded)
     batch.refresh_from_db()
     logger.info("exported batch %s to %s", batch.week, final)
     return batch

@@ -32,6 +32,11 @@ def batch_export(self, batch_id: int, force: bool = False) -> str:
     except NotFound:
         logger.error("batch %s no longer exists; nothing to export", batch_id)
         return ""
+    except services.ExportSuperseded as superseded:
+        # A newer attempt (a redelivered or re-enqueued task) owns the export now; retrying would
+        # only take it back from that one.
+        logger.warning("%s", superseded)
+        return ""
     except Exception as error:
         # The service marked the batch FAILED with the error; retry with back-off, and after the
         # last retry it stays FAILED for an admin to see and re-export.

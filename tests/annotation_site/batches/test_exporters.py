@@ -282,6 +282,29 @@ def test_an_exported_batch_is_not_written_again_unless_forced():
     assert forced.export_attempts == 2 and manifest.stat().st_ino != inode
 
 
+def test_an_export_overtaken_by_a_newer_attempt_records_nothing_and_leaves_the_newer_result(settings):
+    settings.BATCH_EXPORT_CHUNK_SIZE = 2
+    for _ in range(6):
+        make_comparison()
+    batch, _ = services.batch_close()
+    overtaken = []
+
+    def start_a_second_export_midway(done, total):
+        if done == 2 and not overtaken:
+            overtaken.append(services.batch_export(batch_id=batch.id))  # e.g. a redelivered task
+
+    with pytest.raises(services.ExportSuperseded, match="took over from attempt 1"):
+        services.batch_export(batch_id=batch.id, on_progress=start_a_second_export_midway)
+    batch.refresh_from_db()
+    assert overtaken[0].export_attempts == 2
+    assert batch.state == BatchState.EXPORTED and batch.export_attempts == 2 and batch.export_error == ""
+    folder = Path(batch.export_path)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["comparisons"] == 6
+    assert all(hashlib.sha256((folder / n).read_bytes()).hexdigest() == e["sha256"] for n, e in manifest["files"].items())
+    assert sorted(p.name for p in folder.parent.iterdir()) == [batch.week]
+
+
 def test_an_imported_source_exports_in_the_same_files(tmp_path):
     imported = [make_comparison(source="anthropic-hh-harmless", rating="") for _ in range(4)]
     make_comparison()  # the platform's own: not part of the source

@@ -16,12 +16,11 @@ class Command(BaseCommand):
 
     def handle(self, *args, week, **options):
         try:
-            batch, created = services.batch_close(week=week)
+            batch, created = services.batch_close(week=week, enqueue_export=False)
             verb = "Closed" if created else "Already closed:"
             self.stderr.write(f"{verb} batch {batch.week} ({batch.counts.get('comparisons', 0)} comparisons)")
-            # The export runs here, not on a worker: a management command is not a web request,
-            # and the caller wants the folder when the command returns. A worker that picks the
-            # enqueued export up later finds it done and leaves it alone.
+            # The export runs here, not on a worker (none is enqueued): a management command is
+            # not a web request, and the caller wants the folder when the command returns.
             with progress_line(self.stderr, f"export {batch.week}") as update:
                 batch = services.batch_export(batch_id=batch.id, on_progress=update)
         except ApplicationError as error:
