@@ -138,6 +138,8 @@ class Config:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.whiten_rewards and self.batch_size < 2:
+            raise ValueError("whiten_rewards needs batch_size >= 2 (whitening divides by the batch's standard deviation)")
         if self.batch_size % self.minibatch_size:
             raise ValueError(f"batch_size {self.batch_size} must be a multiple of minibatch_size {self.minibatch_size}")
         if self.temperature <= 0:

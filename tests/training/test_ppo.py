@@ -104,6 +104,7 @@ def test_a_reward_is_required(setup):
     ({"batch_size": 10, "minibatch_size": 4}, "multiple of minibatch_size"),
     ({"helpfulness_reward_model": "rm"}, "give both"),
     ({"temperature": 0.0}, "temperature must be > 0"),
+    ({"batch_size": 1, "minibatch_size": 1}, "whiten_rewards needs batch_size >= 2"),
 ])
 def test_bad_settings_are_refused(values, message):
     with pytest.raises(ValueError, match=message):
