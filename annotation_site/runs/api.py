@@ -121,7 +121,7 @@ class RewardModelCompareApi(APIView):
     )
     def get(self, request):
         ids = _valid(CompareInputSerializer, {"run": request.query_params.getlist("run")})["run"]
-        runs = list(selectors.comparable_reward_model_runs().filter(pk__in=ids))
+        runs = sorted(selectors.comparable_reward_model_runs().filter(pk__in=ids), key=lambda run: ids.index(run.pk))
         missing = sorted(set(ids) - {run.pk for run in runs})
         if missing:
             raise ApplicationError(f"Not succeeded reward-model runs: {', '.join(map(str, missing))}.")

@@ -34,7 +34,7 @@ import psutil
 import yaml
 from django.conf import settings
 from django.db import DatabaseError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from annotation_site.batches.models import Batch, BatchState
@@ -191,10 +191,11 @@ def run_execute(*, run_id: int, worker: str) -> str:
         return "missing"
     now = timezone.now()
     if run.status == RunStatus.RUNNING:
-        if not _is_stale(run, now):
+        dead_worker = run.worker if _worker_is_gone(run) else None
+        if dead_worker is None and not _is_stale(run, now):
             logger.info("run %s is running on %s; this delivery is a duplicate", run_id, run.worker)
             return "running elsewhere"
-        run_recover_stale(run_id=run_id, now=now)
+        run_recover_stale(run_id=run_id, now=now, dead_worker=dead_worker)
     previous_host, previous_group = run.worker_host, run.process_group
     claimed = TrainingRun.objects.filter(pk=run_id, status=RunStatus.QUEUED, cancel_requested=False).update(
         status=RunStatus.RUNNING, attempts=F("attempts") + 1, worker=worker, worker_host=socket.gethostname(),
@@ -346,6 +347,7 @@ def _fail(run: TrainingRun, paths: artifacts.RunPaths, worker: str, returncode: 
 
 
 def _append_log(paths: artifacts.RunPaths, text: str) -> None:
+    paths.root.mkdir(parents=True, exist_ok=True)
     with paths.log.open("a") as log:
         log.write(text)
 
@@ -388,21 +390,33 @@ def _is_stale(run: TrainingRun, now: dt.datetime) -> bool:
     return heartbeat is None or (now - heartbeat).total_seconds() > settings.RUN_STALE_AFTER_S
 
 
-def run_recover_stale(*, run_id: int, now: dt.datetime | None = None) -> str | None:
-    """A RUNNING run whose worker stopped beating: back to QUEUED for a restart, or FAILED once it
-    used RUN_MAX_ATTEMPTS attempts. Conditional on the stale heartbeat, so only one caller acts."""
+def _worker_is_gone(run: TrainingRun) -> bool:
+    """Whether the worker process recorded on the run ("host:pid:task") is known dead: it ran on
+    this host and its pid no longer exists. Then a redelivery need not wait for the heartbeat to
+    go stale. (A reused pid only makes us wait for the heartbeat, the safe side.)"""
+    host, _, rest = run.worker.partition(":")
+    pid = rest.partition(":")[0]
+    return host == socket.gethostname() and pid.isdigit() and not psutil.pid_exists(int(pid))
+
+
+def run_recover_stale(*, run_id: int, now: dt.datetime | None = None, dead_worker: str | None = None) -> str | None:
+    """A RUNNING run whose worker stopped beating (or, with `dead_worker`, whose worker is known to
+    have died): back to QUEUED for a restart, or FAILED once it used RUN_MAX_ATTEMPTS attempts.
+    The update is conditional on that state, so when several callers race only one acts."""
     now = now or timezone.now()
-    stale = TrainingRun.objects.filter(
-        pk=run_id, status=RunStatus.RUNNING,
-        heartbeat_at__lt=now - dt.timedelta(seconds=settings.RUN_STALE_AFTER_S),
-    )
+    lost = Q(heartbeat_at__lt=now - dt.timedelta(seconds=settings.RUN_STALE_AFTER_S))
+    if dead_worker:
+        lost |= Q(worker=dead_worker)
+    stale = TrainingRun.objects.filter(lost, pk=run_id, status=RunStatus.RUNNING)
     run = stale.first()
     if run is None:
         return None
-    silent = f"no heartbeat from {run.worker} since {run.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC"
+    why = f"worker {dead_worker} died" if dead_worker else (
+        f"no heartbeat from {run.worker} since {run.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC"
+    )
     if run.attempts >= settings.RUN_MAX_ATTEMPTS:
         message = (
-            f"The worker running attempt {run.attempts} stopped ({silent}), and the run has used its "
+            f"The worker running attempt {run.attempts} stopped ({why}), and the run has used its "
             f"{settings.RUN_MAX_ATTEMPTS} attempts (RUN_MAX_ATTEMPTS). Read the log, then launch it again."
         )
         if stale.update(status=RunStatus.FAILED, error=message, finished_at=now):
@@ -411,8 +425,8 @@ def run_recover_stale(*, run_id: int, now: dt.datetime | None = None) -> str | N
         return None
     if stale.filter(cancel_requested=True).update(status=RunStatus.CANCELLED, finished_at=now):
         return RunStatus.CANCELLED
-    if stale.update(status=RunStatus.QUEUED, error=f"Attempt {run.attempts} lost its worker ({silent}); restarted."):
-        _append_log(artifacts.run_paths(run), f"=== attempt {run.attempts} lost its worker ({silent}); restarting\n")
+    if stale.update(status=RunStatus.QUEUED, error=f"Attempt {run.attempts} lost its worker ({why}); restarted."):
+        _append_log(artifacts.run_paths(run), f"=== attempt {run.attempts} lost its worker ({why}); restarting\n")
         return RunStatus.QUEUED
     return None
 
