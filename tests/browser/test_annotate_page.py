@@ -9,7 +9,7 @@ import pytest
 from annotation_site.accounts.services import user_create
 from annotation_site.annotation import services
 from annotation_site.annotation.demo.guidelines import GUIDELINES
-from annotation_site.annotation.models import Comparison, ItemStatus
+from annotation_site.annotation.models import Comparison, Item, ItemStatus
 from tests.annotation_site.annotation.factories import make_ready_item, make_sample
 from tests.conftest import require
 
@@ -141,6 +141,13 @@ def test_a_demonstration_is_written_and_an_item_skipped_with_a_reason(page, live
     page.keyboard.type("Sunlight bends and splits into colours inside raindrops.")
     page.keyboard.press("Control+Enter")
     page.wait_for_selector("#waiting:not([hidden])")
+    page.keyboard.press("n")
+    page.locator("#prompt-text").fill("What causes the northern lights?")
+    page.locator("#prompt-kind").select_option("helpfulness")
+    page.keyboard.press("Control+Enter")
+    page.wait_for_selector("#prompt-dialog", state="hidden")
+    written = Item.objects.get(dialogue__author__username="ann")
+    assert written.status == ItemStatus.NEEDS_SAMPLES and written.dialogue.turns[0]["content"] == "What causes the northern lights?"
     skipped_assignment = skipped.assignments.get()
     assert (skipped_assignment.status, skipped_assignment.skip_reason) == ("skipped", "The prompt is unclear")
     assert demo.demonstrations.get().text == "Sunlight bends and splits into colours inside raindrops."
