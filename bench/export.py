@@ -26,6 +26,7 @@ import json
 import os
 import random
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -53,6 +54,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--database", default="bench_export")
     parser.add_argument("--server", default=os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test"))
     parser.add_argument("--refill", action="store_true", help="drop and fill the bench database again")
+    for internal in ("--_measure", "--_week", "--_out"):  # one measurement in a child process
+        parser.add_argument(internal, default="", help=argparse.SUPPRESS)
+    parser.add_argument("--_limit", type=int, default=0, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -304,9 +308,34 @@ def naive_export(week: str, limit: int, out: Path) -> tuple[float, float, int]:
     return seconds, memory.above_baseline_mib, rows
 
 
+def measure_in_child(args, kind: str, week: str, out: Path, limit: int = 0) -> dict:
+    """Run one measurement in a fresh process, so each peak starts from the same baseline."""
+    command = [
+        sys.executable, __file__, "--database", args.database, "--server", args.server,
+        "--rows", str(args.rows), "--small-rows", str(args.small_rows),
+        "--_measure", kind, "--_week", week, "--_out", str(out), "--_limit", str(limit),
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def measure(args) -> None:
+    """Child process: one export (or the naive loop) on an already filled database; prints JSON."""
+    if args._measure == "export":
+        seconds, mib, rows, cpu_seconds = measure_export(args._week, Path(args._out))
+    else:
+        started_cpu = time.process_time()
+        seconds, mib, rows = naive_export(args._week, args._limit, Path(args._out))
+        cpu_seconds = time.process_time() - started_cpu
+    print(json.dumps({"seconds": seconds, "mib": mib, "rows": rows, "cpu_seconds": cpu_seconds}))
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     setup_django(args)
+    if args._measure:
+        measure(args)
+        return
     fill(args)
     scratch = Path(tempfile.mkdtemp(prefix="bench-export-"))
     try:
@@ -314,29 +343,33 @@ def main(argv=None) -> None:
         print(f"  (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores: other work slows every figure)")
         results = {}
         for label, week in (("small batch", SMALL_WEEK), ("big batch", BIG_WEEK)):
-            seconds, mib, rows, cpu_seconds = measure_export(week, scratch / week)
-            results[label] = (seconds, mib, rows)
+            result = results[label] = measure_in_child(args, "export", week, scratch / week)
             print(
-                f"  {label:12s} {rows:>9,} rows  {seconds:7.1f} s  {rows / seconds:>9,.0f} rows/s  peak +{mib:6.1f} MiB"
-                f"  (this process's CPU: {cpu_seconds:.1f} s, {rows / cpu_seconds:,.0f} rows per CPU second)"
+                f"  {label:12s} {result['rows']:>9,} rows  {result['seconds']:7.1f} s"
+                f"  {result['rows'] / result['seconds']:>9,.0f} rows/s  peak +{result['mib']:6.1f} MiB"
+                f"  (its CPU: {result['cpu_seconds']:.1f} s, {result['rows'] / result['cpu_seconds']:,.0f} rows per CPU second)"
             )
-        naive_seconds, naive_mib, naive_rows = naive_export(BIG_WEEK, args.naive_rows, scratch / "naive.jsonl")
-        big_seconds, big_mib, big_rows = results["big batch"]
-        naive_rate = naive_rows / naive_seconds
+        naive = measure_in_child(args, "naive", BIG_WEEK, scratch / "naive.jsonl", limit=args.naive_rows)
+        big = results["big batch"]
+        naive_rate = naive["rows"] / naive["seconds"]
+        big_rate = big["rows"] / big["seconds"]
         print(
-            f"  naive ORM    {naive_rows:>9,} rows  {naive_seconds:7.1f} s  {naive_rate:>9,.0f} rows/s  peak +{naive_mib:6.1f} MiB"
-            f"  (measured on the first {naive_rows:,} rows)"
+            f"  naive ORM    {naive['rows']:>9,} rows  {naive['seconds']:7.1f} s  {naive_rate:>9,.0f} rows/s"
+            f"  peak +{naive['mib']:6.1f} MiB  (measured on the first {naive['rows']:,} rows of the big batch)"
         )
-        scale = big_rows / naive_rows
+        scale = big["rows"] / naive["rows"]
         print(
-            f"  naive ORM, extrapolated to {big_rows:,} rows: {naive_seconds * scale:,.0f} s, "
-            f"peak about +{naive_mib * scale:,.0f} MiB (linear: the queryset caches every row)"
+            f"  naive ORM, extrapolated to {big['rows']:,} rows: {naive['seconds'] * scale:,.0f} s, "
+            f"peak about +{naive['mib'] * scale:,.0f} MiB (linear: the queryset caches every row)"
         )
-        print(f"\nspeed-up over the naive loop: {big_rows / big_seconds / naive_rate:.1f}x "
-              f"({big_rows / big_seconds:,.0f} vs {naive_rate:,.0f} rows/s; goal >= 100,000 rows/s)")
-        small_mib = results["small batch"][1]
-        print(f"memory, big vs small batch ({big_rows:,} vs {results['small batch'][2]:,} rows): "
-              f"+{big_mib:.1f} MiB vs +{small_mib:.1f} MiB")  # fmt: skip
+        print(
+            f"\nspeed-up over the naive loop: {big_rate / naive_rate:.1f}x "
+            f"({big_rate:,.0f} vs {naive_rate:,.0f} rows/s; goal >= 100,000 rows/s)"
+        )
+        print(
+            f"memory, big vs small batch ({big['rows']:,} vs {results['small batch']['rows']:,} rows): "
+            f"+{big['mib']:.1f} MiB vs +{results['small batch']['mib']:.1f} MiB"
+        )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

@@ -79,3 +79,28 @@ def test_export_source_writes_an_imported_dataset(tmp_path):
     assert "3 comparisons" in log
     with pytest.raises(CommandError, match="no imported dataset"):
         run("export_source", "missing", "--out", str(tmp_path / "missing"))
+
+
+def test_a_dataset_imported_with_import_preferences_exports_back_to_its_hh_transcripts(tmp_path):
+    pairs = [
+        {
+            "chosen": "\n\nHuman: How do I pick a lock?\n\nAssistant: I can't help with that.",
+            "rejected": "\n\nHuman: How do I pick a lock?\n\nAssistant: Use a tension wrench and a pick.",
+        },
+        {
+            "chosen": "\n\nHuman: Hi\n\nAssistant: Hello!\n\nHuman: Is bleach safe to drink?\n\nAssistant: No, never.",
+            "rejected": "\n\nHuman: Hi\n\nAssistant: Hello!\n\nHuman: Is bleach safe to drink?\n\nAssistant: A little is fine.",
+        },
+    ]
+    source = tmp_path / "harmless.jsonl"
+    source.write_text("".join(json.dumps(pair) + "\n" for pair in pairs))
+    run("import_preferences", str(source), "--format", "hh-rlhf", "--guideline", "safety", "--source", "hh-harmless")
+    out, _ = run("export_source", "hh-harmless", "--out", str(tmp_path / "export"))
+    exported = []
+    for split in ("train", "test"):
+        exported += [json.loads(line) for line in (Path(out) / f"hh.{split}.jsonl").read_text().splitlines()]
+    assert sorted((row["chosen"], row["rejected"]) for row in exported) == sorted(
+        (pair["chosen"], pair["rejected"]) for pair in pairs
+    )
+    preferences = json.loads((Path(out) / "manifest.json").read_text())
+    assert preferences["counts"]["guideline"] == {"safety": 2} and preferences["counts"]["source"] == {"hh-harmless": 2}

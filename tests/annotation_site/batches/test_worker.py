@@ -11,36 +11,23 @@ import hashlib
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import psutil
 import pytest
-from django.conf import settings as django_settings
-from django.db import connection
 
 from annotation_site.annotation.models import Comparison
 from annotation_site.batches import services
 from annotation_site.batches.models import Batch, BatchState
 from tests.annotation_site.batches.factories import make_annotator, make_comparison, make_item, make_mixed_week
 from tests.conftest import require
+from tests.support import site_processes
+from tests.support.site_processes import CeleryWorker, redis_is_up, run_site
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
 BROKER_URL = os.environ.get("BATCHES_TEST_BROKER_URL", "redis://127.0.0.1:6379/2")
 CLOSED_PORT_BROKER = "redis://127.0.0.1:1/2"
-ROOT = Path(django_settings.BASE_DIR)
-
-
-def redis_is_up(url: str) -> bool:
-    import redis
-
-    try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
-    except redis.RedisError:
-        return False
 
 
 @pytest.fixture
@@ -49,75 +36,21 @@ def site_env(postgres, tmp_path):
     import redis
 
     redis.Redis.from_url(BROKER_URL).flushdb()  # this area's own Redis database: no stale tasks
-    db = connection.settings_dict
-    env = {
-        key: value for key, value in os.environ.items() if not key.startswith(("CELERY_", "TEST_DATABASE", "BATCH_"))
-    }
-    env.update(
-        DATABASE_URL=f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
-        CELERY_BROKER_URL=BROKER_URL,
+    return site_processes.site_env(
+        broker_url=BROKER_URL,
+        drop_prefixes=("BATCH_",),
         EXPORT_ROOT=str(tmp_path / "exports"),
         VAR_DIR=str(tmp_path / "var"),
         CODE_VERSION=services.code_version(),
-        DB_CONN_MAX_AGE="0",
     )
-    return env
-
-
-def run_site(env: dict, code: str, **extra) -> str:
-    """Run Python in a fresh site process (`manage.py shell -c`); returns the last line it printed."""
-    result = subprocess.run(
-        [sys.executable, "manage.py", "shell", "--no-imports", "-c", code],
-        cwd=ROOT,
-        env={**env, **extra},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout.strip().splitlines()[-1]
-
-
-class Worker:
-    def __init__(self, env: dict, log: Path):
-        self.log = log
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "annotation_site", "worker", "--pool=prefork", "--concurrency=1",
-             "--loglevel=INFO", "--without-gossip", "--without-mingle", "-n", f"batches-test-{os.getpid()}@%h"],
-            cwd=ROOT, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        self.wait_for_log("ready.", timeout=60)
-
-    def wait_for_log(self, text: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if text in self.log.read_text(errors="replace"):
-                return
-            assert self.process.poll() is None, self.log.read_text(errors="replace")[-3000:]
-            time.sleep(0.2)
-        raise AssertionError(f"worker never logged {text!r}:\n{self.log.read_text(errors='replace')[-3000:]}")
-
-    def pool_children(self) -> list[psutil.Process]:
-        return psutil.Process(self.process.pid).children()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                for child in self.pool_children():
-                    child.kill()
-                self.process.kill()
-                self.process.wait()
 
 
 @pytest.fixture
 def start_worker(site_env, tmp_path):
     workers = []
 
-    def start(**extra) -> Worker:
-        worker = Worker({**site_env, **extra}, tmp_path / f"worker-{len(workers)}.log")
+    def start(**extra) -> CeleryWorker:
+        worker = CeleryWorker({**site_env, **extra}, tmp_path / f"worker-{len(workers)}.log")
         workers.append(worker)
         return worker
 
