@@ -52,8 +52,11 @@ class LaunchForm(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        # Grouped by recipe (one <optgroup> each, labelled with the recipe's value): the page shows
+        # only the chosen recipe's group.
         self.fields["config_name"].choices = [("", "(recipe defaults)")] + [
-            (config.name, f"{config.name} [{config.recipe}] {config.description}") for config in shipped_configs()
+            (recipe, [(config.name, f"{config.name}: {config.description}") for config in shipped_configs(recipe)])
+            for recipe in Recipe.values
         ]
 
     def clean_overrides(self) -> list[str]:

@@ -17,21 +17,13 @@ from django.db import connection
 from annotation_site.runs import artifacts
 from annotation_site.runs.models import RunStatus, TrainingRun
 from tests.annotation_site.runs.conftest import launch
+from tests.annotation_site.batches.test_worker import redis_is_up
 from tests.conftest import require
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 BROKER_URL = os.environ.get("RUNS_TEST_BROKER_URL", "redis://127.0.0.1:6379/7")
 ROOT = Path(django_settings.BASE_DIR)
-
-
-def redis_is_up(url: str) -> bool:
-    import redis
-
-    try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
-    except redis.RedisError:
-        return False
 
 
 @pytest.fixture
