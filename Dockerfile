@@ -11,6 +11,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN useradd --create-home --uid 1000 rlhf \
     && mkdir -p /data/var /data/exports /data/checkpoints && chown -R rlhf /data
 WORKDIR /app
+ENV VAR_DIR=/data/var \
+    EXPORT_ROOT=/data/exports \
+    CHECKPOINT_ROOT=/data/checkpoints
 
 FROM base AS app
 COPY requirements.txt .
@@ -19,11 +22,9 @@ COPY requirements.txt .
 RUN pip install --index-url https://download.pytorch.org/whl/cpu "torch==2.13.0" \
     && pip install -r requirements.txt
 COPY --chown=rlhf . .
+# Declared after the dependencies so a new commit does not rebuild them.
 ARG CODE_VERSION=unknown
-ENV CODE_VERSION=${CODE_VERSION} \
-    VAR_DIR=/data/var \
-    EXPORT_ROOT=/data/exports \
-    CHECKPOINT_ROOT=/data/checkpoints
+ENV CODE_VERSION=${CODE_VERSION}
 RUN VAR_DIR=/tmp/build-var python manage.py collectstatic --noinput --verbosity 0 && rm -rf /tmp/build-var
 USER rlhf
 EXPOSE 8000
@@ -35,10 +36,8 @@ COPY requirements.txt .
 # and the container toolkit.
 RUN pip install -r requirements.txt
 COPY --chown=rlhf . .
+# Declared after the dependencies so a new commit does not rebuild them.
 ARG CODE_VERSION=unknown
-ENV CODE_VERSION=${CODE_VERSION} \
-    VAR_DIR=/data/var \
-    EXPORT_ROOT=/data/exports \
-    CHECKPOINT_ROOT=/data/checkpoints
+ENV CODE_VERSION=${CODE_VERSION}
 USER rlhf
 CMD ["celery", "-A", "annotation_site", "worker", "--queues", "training", "--concurrency", "1", "--loglevel", "INFO"]
