@@ -251,3 +251,27 @@ def test_a_crash_mid_generation_releases_the_claims(tiny_model_dir, rng, monkeyp
     with pytest.raises(MemoryError):
         services.queue_fill(worker="w1", rng=rng)
     assert len(services.items_claim_for_generation(worker="w2", limit=5)) == 2
+
+
+def test_a_continued_dialogue_is_answered_in_context_before_the_pool(tiny_model_dir, rng, settings):
+    from annotation_site.annotation.models import DialogueSource
+    from annotation_site.annotation.services import ANNOTATOR_PRIORITY, PromptSpec, prompts_queue
+
+    settings.GENERATION_BATCH_ITEMS = 1
+    deploy_local(tiny_model_dir)
+    (pool_item,) = queue_prompts(1, text="hello")
+    turns = [
+        {"role": "user", "content": "hello"},
+        {"role": "assistant", "content": "the chosen answer of the last comparison"},
+        {"role": "user", "content": "and then?"},
+    ]
+    (continued,) = prompts_queue(
+        prompts=[PromptSpec(turns=turns, guideline_kind="helpfulness")],
+        source=DialogueSource.CONTINUATION, priority=ANNOTATOR_PRIORITY,
+    )
+    assert services.queue_fill(worker="w1", rng=rng).generated_item_ids == [continued.pk]
+    services.queue_fill(worker="w1", rng=rng)
+    continued_sample, _ = _samples(continued)
+    pool_sample, _ = _samples(pool_item)
+    # The whole dialogue, chosen answer included, was the prompt.
+    assert continued_sample.prompt_tokens > pool_sample.prompt_tokens + 10
