@@ -1,0 +1,85 @@
+"""The batch admin in a real browser (Playwright driving Debian's Chromium): close now, live progress, download."""
+from __future__ import annotations
+
+import shutil
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from annotation_site.accounts.services import user_create
+from annotation_site.batches import services
+from annotation_site.batches.models import Batch, BatchState
+from annotation_site.celery import app as celery_app
+from tests.annotation_site.batches.factories import make_comparison, make_mixed_week
+from tests.conftest import require
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
+
+
+@pytest.fixture
+def admin_page(live_server, monkeypatch, settings, tmp_path):
+    require(shutil.which(CHROMIUM) is not None, f"needs Chromium at {CHROMIUM} (make chromium)")
+    from playwright.sync_api import sync_playwright
+
+    settings.EXPORT_ROOT = tmp_path / "exports"
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs a loop here
+    # "Close now" enqueues the export; run it inline in the request, as this test is about the page.
+    previous = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = True
+    # A transactional test flushes the database; the accounts app re-grants role permissions on
+    # post_migrate, which runs before the later apps' permissions exist again: grant them now.
+    from django.contrib.auth.models import Group, Permission
+
+    from annotation_site.accounts.roles import sync_role_groups
+
+    sync_role_groups(Group, Permission)
+    user_create(username="boss", role="admin", password="pw-123456")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(accept_downloads=True)
+        page.set_default_timeout(15_000)
+        page.goto(f"{live_server.url}/admin/login/?next=/admin/batches/batch/")
+        page.fill("#id_username", "boss")
+        page.fill("#id_password", "pw-123456")
+        page.click("input[type=submit]")
+        page.wait_for_url("**/admin/batches/batch/")
+        yield page
+        browser.close()
+    celery_app.conf.task_always_eager = previous
+
+
+def test_an_admin_closes_the_week_and_downloads_the_batch(admin_page, tmp_path):
+    make_mixed_week(annotators=2, per_annotator=3)
+    admin_page.reload()
+    assert "Waiting for the next batch: 6 comparisons" in admin_page.inner_text("#batch-unbatched")
+    admin_page.click("#batch-close-now")
+    admin_page.wait_for_selector("text=with 6 comparisons")
+    batch = Batch.objects.get()
+    assert batch.state == BatchState.EXPORTED
+    with admin_page.expect_download() as download:
+        admin_page.click("a:text('zip')")
+    saved = tmp_path / "batch.zip"
+    download.value.save_as(saved)
+    names = zipfile.ZipFile(saved).namelist()
+    assert sorted(names) == sorted(f"{batch.week}/{p.name}" for p in Path(batch.export_path).iterdir())
+
+
+def test_the_progress_bar_follows_a_running_export_and_the_list_shows_it_done(admin_page):
+    make_comparison()
+    batch, _ = services.batch_close(enqueue_export=False)
+    Batch.objects.filter(pk=batch.pk).update(state=BatchState.EXPORTING, export_progress=0.25)
+    admin_page.reload()
+    bar = admin_page.locator("progress.batch-progress")
+    assert float(bar.get_attribute("value")) == 0.25
+
+    Batch.objects.filter(pk=batch.pk).update(export_progress=0.6)  # the worker writes a chunk
+    admin_page.wait_for_function("document.querySelector('progress.batch-progress').value >= 0.6")
+    assert admin_page.inner_text(".batch-progress-label") == "60%"
+
+    services.batch_export(batch_id=batch.id)  # the export finishes: the list reloads by itself
+    admin_page.wait_for_selector("a:text('zip')")
+    assert float(admin_page.locator("progress.batch-progress").get_attribute("value")) == 1.0
