@@ -90,19 +90,20 @@ print(json.dumps(summary))
 EOF
 }
 
+train_recipe() {  # train_recipe RECIPE CONFIG STEPS: a few bf16 steps of 32 examples, then its summary
+    local recipe=$1 config=$2 steps=$3
+    "$PYTHON" -m "training.$recipe" --config "$config" \
+        model="$SMOL" "data=[$WORK/batch]" out="$WORK/$recipe" bf16=true gradient_checkpointing=false \
+        batch_size=32 per_device_batch_size=32 max_steps="$steps" 2>&1 | tee "$LOGS/$recipe.log" | grep -v "it/s]" || true
+    test -f "$WORK/$recipe/eval.json" || { echo "$recipe run failed; see $LOGS/$recipe.log"; exit 1; }
+    report "$recipe" "$WORK/$recipe"
+}
+
 stage "4/6 reward model: $RM_STEPS steps of 32 pairs, bf16"
-"$PYTHON" -m training.reward_model --config training/configs/reward_model_smollm2_cpu.yaml \
-    model="$SMOL" "data=[$WORK/batch]" out="$WORK/rm" bf16=true gradient_checkpointing=false \
-    batch_size=32 per_device_batch_size=32 max_steps="$RM_STEPS" 2>&1 | tee "$LOGS/reward_model.log" | grep -v "it/s]" || true
-test -f "$WORK/rm/eval.json" || { echo "reward model run failed; see $LOGS/reward_model.log"; exit 1; }
-report reward_model "$WORK/rm"
+train_recipe reward_model training/configs/reward_model_smollm2_cpu.yaml "$RM_STEPS"
 
 stage "5/6 SFT: $SFT_STEPS steps of 32 demonstrations, bf16"
-"$PYTHON" -m training.sft --config training/configs/sft_smollm2_cpu.yaml \
-    model="$SMOL" "data=[$WORK/batch]" out="$WORK/sft" bf16=true gradient_checkpointing=false \
-    batch_size=32 per_device_batch_size=32 max_steps="$SFT_STEPS" 2>&1 | tee "$LOGS/sft.log" | grep -v "it/s]" || true
-test -f "$WORK/sft/eval.json" || { echo "SFT run failed; see $LOGS/sft.log"; exit 1; }
-report sft "$WORK/sft"
+train_recipe sft training/configs/sft_smollm2_cpu.yaml "$SFT_STEPS"
 
 stage "6/6 overhead of the recipe against bare TRL (bench/reward_model.py)"
 "$PYTHON" bench/reward_model.py --model "$SMOL" --pairs "$BENCH_PAIRS" --batch 32 --bf16 true --repeats 2 2>&1 \

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +27,16 @@ from typing import Literal
 from training.config import parse_args
 from training.data import DataError, load_eval_splits, load_preferences, parse_sources
 from training.losses import rating_margin
-from training.run_folder import MetricsFile, RunFolder, plot_loss_curve, precision_args, read_metrics, train_summary, warmup_steps
+from training.run_folder import (
+    MetricsFile,
+    RunFolder,
+    accumulation_steps,
+    plot_loss_curve,
+    precision_args,
+    read_metrics,
+    train_summary,
+    warmup_steps,
+)
 
 logger = logging.getLogger("training")
 
@@ -106,8 +114,7 @@ def train(config: Config) -> Path:
         dataset = Dataset.from_dict(columns)
 
         # Trainer: the paper's optimisation settings, on whatever accelerate launched us on.
-        world_size = int(os.environ.get("WORLD_SIZE", "1"))
-        accumulation = max(1, round(config.batch_size / (config.per_device_batch_size * world_size)))
+        accumulation = accumulation_steps(config.batch_size, config.per_device_batch_size)
         args = RewardConfig(
             output_dir=str(run.tmp),
             num_train_epochs=config.epochs,
@@ -150,7 +157,7 @@ def train(config: Config) -> Path:
             **mix.as_dict(),
             "train_pairs": len(dataset),
             "train_pairs_dropped_too_long": too_long,
-            "pairs_per_step": config.per_device_batch_size * accumulation * world_size,
+            "pairs_per_step": config.per_device_batch_size * accumulation * trainer.args.world_size,
             "total_steps": total_steps,
             "warmup_steps": trainer.args.warmup_steps,
         }

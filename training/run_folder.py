@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import time
 import traceback
@@ -177,6 +178,18 @@ def precision_args(bf16: bool | None) -> dict[str, Any]:
     if bf16 is None:
         bf16 = torch.cuda.is_bf16_supported() if on_gpu else cpu_has_bf16()
     return {"use_cpu": not on_gpu, "bf16": bf16, "fp16": False}
+
+
+def accumulation_steps(batch_size: int, per_device_batch_size: int) -> int:
+    """Gradient-accumulation steps that make `batch_size` examples a step on all processes together."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))  # set by accelerate launch / torchrun
+    accumulation = max(1, round(batch_size / (per_device_batch_size * world_size)))
+    if accumulation * per_device_batch_size * world_size != batch_size:
+        logger.warning(
+            "batch_size %d is not a multiple of per_device_batch_size %d x %d processes; training with %d a step",
+            batch_size, per_device_batch_size, world_size, accumulation * per_device_batch_size * world_size,
+        )
+    return accumulation
 
 
 def warmup_steps(total_steps: int, *, ratio: float = 0.03, minimum: int = 5) -> int:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import random
 import sys
 from dataclasses import dataclass, field
@@ -28,7 +27,16 @@ from pathlib import Path
 
 from training.config import parse_args
 from training.data import DataError, load_sft, parse_sources
-from training.run_folder import MetricsFile, RunFolder, plot_loss_curve, precision_args, read_metrics, train_summary, warmup_steps
+from training.run_folder import (
+    MetricsFile,
+    RunFolder,
+    accumulation_steps,
+    plot_loss_curve,
+    precision_args,
+    read_metrics,
+    train_summary,
+    warmup_steps,
+)
 
 logger = logging.getLogger("training")
 
@@ -84,7 +92,6 @@ def build_trainer(config: Config, tokenizer, train_dataset, eval_dataset=None, *
     """TRL's SFTTrainer set up with the paper's settings; prompt tokens get label -100."""
     from trl import SFTConfig, SFTTrainer
 
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
     args = SFTConfig(
         output_dir=str(output_dir),
         num_train_epochs=config.epochs,
@@ -95,7 +102,7 @@ def build_trainer(config: Config, tokenizer, train_dataset, eval_dataset=None, *
         weight_decay=config.weight_decay,
         per_device_train_batch_size=config.per_device_batch_size,
         per_device_eval_batch_size=config.per_device_batch_size,
-        gradient_accumulation_steps=max(1, round(config.batch_size / (config.per_device_batch_size * world_size))),
+        gradient_accumulation_steps=accumulation_steps(config.batch_size, config.per_device_batch_size),
         max_length=config.max_length,
         packing=config.packing,
         completion_only_loss=True,
