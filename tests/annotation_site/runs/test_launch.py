@@ -115,3 +115,23 @@ def test_a_broker_outage_at_launch_leaves_the_run_queued_for_the_watchdog(
     assert services.runs_recover() == []  # too recent: its enqueue may still be on its way
     TrainingRun.objects.filter(pk=run.pk).update(created_at=run.created_at.replace(year=2025))
     assert services.runs_recover() == [run.pk] and sent == [run.pk]
+
+
+def test_a_ppo_launch_takes_its_reward_models_from_the_registry_and_the_recipes_own_checks(researcher, base_checkpoint, exported_batch, enqueued):
+    helpful = Checkpoint.objects.create(name="rm-helpful", path="/ckpt/rm-helpful", kind="reward_model")
+    safe = Checkpoint.objects.create(name="rm-safe", path="/ckpt/rm-safe", kind="reward_model")
+    api = APIClient()
+    api.force_authenticate(researcher)
+    launch = {
+        "recipe": "ppo", "config_name": "ppo_smollm2.yaml", "base_checkpoint": base_checkpoint.pk,
+        "helpfulness_reward_model": helpful.pk, "safety_reward_model": safe.pk, "batches": ["2026-W48"],
+    }
+    refused = api.post("/api/runs/", {**launch, "overrides": ["iterations=0"]}, format="json")
+    assert refused.status_code == 400 and "iterations must be at least 1, got 0" in refused.json()["message"]
+
+    created = api.post("/api/runs/", launch, format="json")
+    assert created.status_code == 201, created.json()
+    config = yaml.safe_load(created.json()["config_text"])
+    assert (config["helpfulness_reward_model"], config["safety_reward_model"]) == ("/ckpt/rm-helpful", "/ckpt/rm-safe")
+    assert config["iterations"] == 20 and config["kl_beta"] == 0.01  # the shipped file, then the paper's default
+    assert created.json()["batches"] == ["2026-W48"] and created.json()["status"] == "queued"
