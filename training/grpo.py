@@ -26,7 +26,7 @@ from pathlib import Path
 from training.config import ConfigError, parse_args
 from training.prompts import load_prompts
 from training.rewards import SAFETY_THRESHOLD
-from training.run_folder import MetricsFile, RunFolder, plot_loss_curve, precision_args, read_metrics
+from training.run_folder import MetricsFile, RunFolder, accumulation_steps, plot_loss_curve, precision_args, read_metrics
 from training.scoring import RewardFunction, RewardScorer
 
 logger = logging.getLogger("training")
@@ -105,8 +105,8 @@ def train(config: Config, reward_fn: RewardFunction | None = None) -> Path:
     if reward_fn is None and config.helpfulness_reward_model is None:
         raise ConfigError("set helpfulness_reward_model and safety_reward_model: GRPO needs a reward")
     state = PartialState()
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    accumulation = max(1, round(config.batch_size / (config.per_device_batch_size * world_size)))
+    accumulation = accumulation_steps(config.batch_size, config.per_device_batch_size)
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))  # set by accelerate launch / torchrun
     if (config.per_device_batch_size * accumulation * world_size) % config.num_generations:
         raise ConfigError(f"batch_size {config.batch_size} must hold whole groups of num_generations {config.num_generations}")
     prompts = load_prompts(config.data, seed=config.seed)
