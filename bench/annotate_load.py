@@ -4,7 +4,14 @@ Creates its own database (`bench_annotate` on the server of DATABASE_URL, defaul
 postgres://postgres@127.0.0.1:5432), migrates it, creates --annotators annotators with API tokens
 and enough ready items, and serves the site with gunicorn (DEBUG off). Then, for each N in
 --clients (default 1, 8, 32), N simulated annotators run cycles for --duration seconds, each on its
-own keep-alive connection:
+own keep-alive connection (threads spread over --client-processes load-generator processes). One
+cycle is one item rated. By default (--cycle one-request, what the annotate page does) it is ONE
+request, a submit that also claims and returns the next item:
+
+    POST /api/assignments/<id>/comparison/ {"chosen": "A", "rating": "better", "next": {}}
+
+(each annotator's first item comes from POST /api/annotate/next/, outside the timed cycles).
+With --cycle two-requests it is the older pair of requests, for comparison:
 
     POST /api/annotate/next/                  (claim: SELECT ... FOR UPDATE SKIP LOCKED)
     POST /api/assignments/<id>/comparison/    (submit)
@@ -22,6 +29,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import multiprocessing
 import os
 import socket
 import statistics
@@ -30,6 +38,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +46,10 @@ sys.path.insert(0, str(ROOT))
 
 TARGET_CYCLES_PER_S = 200
 TARGET_P95_MS = 100
+CYCLES = {
+    "one-request": "ONE request per item (submit with \"next\": {} returns the next item; the first comes from /api/annotate/next/)",
+    "two-requests": "TWO requests per item (POST /api/annotate/next/, then a plain submit)",
+}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -45,6 +58,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of cycles per N (after 1 s warm-up)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker (gthread)")
+    parser.add_argument("--cycle", choices=["one-request", "two-requests"], default="one-request",
+                        help="one-request: submit claims the next item (as the page does); two-requests: next, then submit")
+    parser.add_argument("--client-processes", type=int, default=4, help="load-generator processes (threads spread over them)")
     parser.add_argument("--items", type=int, default=0, help="ready items to create (default: enough for 600 cycles/s)")
     parser.add_argument("--overlap", type=int, default=1, help="annotators per item")
     parser.add_argument("--database", default="bench_annotate")
@@ -170,11 +186,16 @@ def start_gunicorn(args, env: dict, port: int) -> subprocess.Popen:
 
 
 class Annotator(threading.Thread):
-    """One simulated annotator: claim, submit, repeat, on one keep-alive connection."""
+    """One simulated annotator on one keep-alive connection.
 
-    def __init__(self, port: int, token: str, start_at: float, measure_from: float, stop_at: float):
+    "one-request" cycles (what the annotate page does): the first item comes from the next-item
+    endpoint, then each cycle is ONE request, a submit that also claims the next item
+    (`"next": {}`). "two-requests" cycles: next item, then a plain submit, as before that existed.
+    """
+
+    def __init__(self, port: int, token: str, cycle: str, start_at: float, measure_from: float, stop_at: float):
         super().__init__(daemon=True)
-        self.port, self.token = port, token
+        self.port, self.token, self.cycle = port, token, cycle
         self.start_at, self.measure_from, self.stop_at = start_at, measure_from, stop_at
         self.latencies_ms: list[float] = []
         self.comparison_ids: list[int] = []
@@ -188,34 +209,69 @@ class Annotator(threading.Thread):
         response = conn.getresponse()
         return response.status, json.loads(response.read() or b"{}")
 
+    def next_item(self, conn) -> dict | None:
+        status, claimed = self.post(conn, "/api/annotate/next/", {})
+        if status != 200:
+            raise RuntimeError(f"next: {status} {claimed}")
+        return claimed["assignment"]
+
     def run(self):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        answer = {"chosen": "A", "rating": "better", "active_ms": 1000}
+        if self.cycle == "one-request":
+            answer["next"] = {}
         while time.monotonic() < self.start_at:
             time.sleep(0.001)
+        assignment = None
         while (started := time.monotonic()) < self.stop_at:
             try:
-                status, claimed = self.post(conn, "/api/annotate/next/", {})
-                if status != 200:
-                    self.errors.append(f"next: {status} {claimed}")
-                    continue
-                if claimed["assignment"] is None:
-                    self.ran_dry = True
-                    return
-                assignment_id = claimed["assignment"]["id"]
-                status, stored = self.post(conn, f"/api/assignments/{assignment_id}/comparison/",
-                                           {"chosen": "A", "rating": "better", "active_ms": 1000})
+                if assignment is None:  # the first item, every item of a two-request cycle, and after an error
+                    assignment = self.next_item(conn)
+                    if assignment is None:
+                        self.ran_dry = True
+                        return
+                status, stored = self.post(conn, f"/api/assignments/{assignment['id']}/comparison/", answer)
+                assignment = None
                 if status != 201:
                     self.errors.append(f"submit: {status} {stored}")
                     continue
-            except (OSError, http.client.HTTPException) as error:
-                self.errors.append(f"connection: {error!r}")
+                if self.cycle == "one-request":
+                    assignment = stored["next"]["assignment"]
+                    if assignment is None:
+                        self.ran_dry = True
+            except (OSError, http.client.HTTPException, RuntimeError) as error:
+                self.errors.append(f"{error!r}")
                 conn.close()
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+                assignment = None
                 continue
             self.comparison_ids.append(stored["id"])
             if started >= self.measure_from:
                 self.latencies_ms.append((time.monotonic() - started) * 1000)
+            if self.ran_dry:
+                return
         conn.close()
+
+
+def run_annotators(port: int, tokens: list[str], cycle: str, start_at: float, measure_from: float, stop_at: float) -> dict:
+    """Run one thread per token in this process (a load-generator process); returns what they measured.
+
+    The load generator runs on the same 2 cores as the server, so it is kept lean (http.client on
+    keep-alive connections, a few processes so no one GIL serialises it) and its CPU is reported.
+    """
+    cpu_before = time.process_time()
+    threads = [Annotator(port, token, cycle, start_at, measure_from, stop_at) for token in tokens]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=stop_at - time.monotonic() + 60)
+    return {
+        "latencies_ms": [ms for thread in threads for ms in thread.latencies_ms],
+        "comparison_ids": [pk for thread in threads for pk in thread.comparison_ids],
+        "errors": [error for thread in threads for error in thread.errors],
+        "ran_dry": any(thread.ran_dry for thread in threads),
+        "cpu_s": time.process_time() - cpu_before,
+    }
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -243,16 +299,14 @@ def server_cpu_seconds(server: subprocess.Popen, database: str) -> tuple[float, 
     return web, sum(used(process) for process in database_backends)
 
 
-def run_phase(port: int, tokens: list[str], clients: int, duration: float) -> dict:
-    now = time.monotonic()
-    start_at = now + 0.5
+def run_phase(pool, processes: int, port: int, tokens: list[str], clients: int, duration: float, cycle: str) -> dict:
+    start_at = time.monotonic() + 1.0  # CLOCK_MONOTONIC is system-wide: the processes share it
     measure_from = start_at + 1.0  # one second of warm-up per phase is not measured
-    threads = [Annotator(port, tokens[i], start_at, measure_from, measure_from + duration) for i in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=duration + 60)
-    latencies = [ms for thread in threads for ms in thread.latencies_ms]
+    stop_at = measure_from + duration
+    processes = min(clients, processes)
+    shares = [tokens[i:clients:processes] for i in range(processes)]
+    parts = [f.result() for f in [pool.submit(run_annotators, port, share, cycle, start_at, measure_from, stop_at) for share in shares]]
+    latencies = [ms for part in parts for ms in part["latencies_ms"]]
     return {
         "clients": clients,
         "cycles": len(latencies),
@@ -261,9 +315,10 @@ def run_phase(port: int, tokens: list[str], clients: int, duration: float) -> di
         "p95": percentile(latencies, 0.95) if latencies else float("nan"),
         "p99": percentile(latencies, 0.99) if latencies else float("nan"),
         "mean": statistics.fmean(latencies) if latencies else float("nan"),
-        "errors": [error for thread in threads for error in thread.errors],
-        "comparison_ids": [pk for thread in threads for pk in thread.comparison_ids],
-        "ran_dry": any(thread.ran_dry for thread in threads),
+        "errors": [error for part in parts for error in part["errors"]],
+        "comparison_ids": [pk for part in parts for pk in part["comparison_ids"]],
+        "ran_dry": any(part["ran_dry"] for part in parts),
+        "client_cpu_s": sum(part["cpu_s"] for part in parts),
     }
 
 
@@ -300,7 +355,7 @@ def main(argv=None) -> int:
     clients = [int(n) for n in args.clients.split(",")]
     items = args.items or int(600 * args.duration * len(clients) + 1000)
     database_url = recreate_database(args)
-    server = None
+    server = pool = None
     with tempfile.TemporaryDirectory(prefix="bench-annotate-") as var_dir:
         env = site_environment(database_url, var_dir)
         os.environ.update({k: env[k] for k in ("DATABASE_URL", "DEBUG", "SECRET_KEY", "VAR_DIR", "DJANGO_SETTINGS_MODULE")})
@@ -311,17 +366,20 @@ def main(argv=None) -> int:
                   f"gunicorn {args.workers} workers x {args.threads} threads (gthread), {os.cpu_count()} cores", flush=True)
             port = args.port or free_port()
             server = start_gunicorn(args, env, port)
+            pool = ProcessPoolExecutor(args.client_processes, mp_context=multiprocessing.get_context("spawn"))
+            list(pool.map(time.sleep, [0.1] * args.client_processes))  # start the load generators before timing
             results, acknowledged = [], []
+            print(f"cycle: {CYCLES[args.cycle]}; load generator: {args.client_processes} processes", flush=True)
             print(f"{'N':>3} {'cycles':>7} {'cycles/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'vs N=1':>7}  errors", flush=True)
             for n in clients:
-                (web_before, db_before), client_before = server_cpu_seconds(server, args.database), time.process_time()
-                result = run_phase(port, tokens, n, args.duration)
+                web_before, db_before = server_cpu_seconds(server, args.database)
+                result = run_phase(pool, args.client_processes, port, tokens, n, args.duration, args.cycle)
                 cycles_all = len(result["comparison_ids"]) or 1
                 web_after, db_after = server_cpu_seconds(server, args.database)
                 result["web_cpu_ms"] = (web_after - web_before) * 1000 / cycles_all
                 result["db_cpu_ms"] = (db_after - db_before) * 1000 / cycles_all
                 result["server_cpu_ms"] = result["web_cpu_ms"] + result["db_cpu_ms"]
-                result["client_cpu_ms"] = (time.process_time() - client_before) * 1000 / cycles_all
+                result["client_cpu_ms"] = result["client_cpu_s"] * 1000 / cycles_all
                 results.append(result)
                 acknowledged += result["comparison_ids"]
                 baseline = results[0]["cycles_per_s"] or float("nan")
@@ -333,6 +391,8 @@ def main(argv=None) -> int:
                 for error in result["errors"][:5]:
                     print(f"    {error}")
         finally:
+            if pool is not None:
+                pool.shutdown()
             if server is not None:
                 server.terminate()
                 server.wait(timeout=30)

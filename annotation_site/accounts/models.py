@@ -14,6 +14,10 @@ class Role(models.TextChoices):
     RESEARCHER = "researcher", "Researcher"
 
 
+# A user in several role groups takes the strongest role.
+ROLE_PRECEDENCE = (Role.ADMIN, Role.RESEARCHER, Role.ANNOTATOR)
+
+
 def _default_quota() -> int:
     return settings.DEFAULT_WEEKLY_QUOTA
 

@@ -7,7 +7,7 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from annotation_site.accounts.models import AnnotatorProfile, Role
+from annotation_site.accounts.models import ROLE_PRECEDENCE, AnnotatorProfile, Role
 from annotation_site.accounts.roles import STAFF_ROLES
 from annotation_site.errors import ApplicationError, Conflict
 
@@ -21,7 +21,7 @@ def user_role(user) -> str | None:
     cached = getattr(user, "_role_cache", None)
     if cached is None:
         names = set(user.groups.values_list("name", flat=True))
-        cached = next((role for role in (Role.ADMIN, Role.RESEARCHER, Role.ANNOTATOR) if role in names), "")
+        cached = next((role for role in ROLE_PRECEDENCE if role in names), "")
         user._role_cache = cached
     return cached or None
 

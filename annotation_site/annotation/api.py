@@ -60,6 +60,18 @@ def next_item_payload(*, annotator, guideline_kind=None, task_kind=None) -> dict
     return NextItemOutputSerializer({"assignment": assignment, "queue": queue}).data
 
 
+def _answer_with_next(request, claim_next: dict | None, answer: dict) -> dict:
+    """The answer to a submit or skip, with the annotator's next item when the client asked for it.
+
+    Claimed in the same request (in its own transaction, after the answer is committed), so that a
+    steady-state annotation cycle is one request: authentication, the role check and the round
+    trip are paid once per item instead of twice.
+    """
+    if claim_next is not None:
+        answer = {**answer, "next": next_item_payload(annotator=request.user, **claim_next)}
+    return answer
+
+
 class NextItemApi(APIView):
     permission_classes = [CanAnnotate]
 
@@ -83,10 +95,11 @@ class ComparisonSubmitApi(APIView):
     @extend_schema(request=ComparisonInputSerializer, responses=ComparisonOutputSerializer, summary="Submit your comparison")
     def post(self, request, assignment_id: int):
         data = _valid(ComparisonInputSerializer, request.data)
+        claim_next = data.pop("next")
         comparison = services.comparison_submit(
             assignment=_assignment_ref(assignment_id), annotator=request.user, **data
         )
-        return Response(ComparisonOutputSerializer(comparison).data, status=201)
+        return Response(_answer_with_next(request, claim_next, ComparisonOutputSerializer(comparison).data), status=201)
 
 
 class DemonstrationSubmitApi(APIView):
@@ -97,10 +110,12 @@ class DemonstrationSubmitApi(APIView):
     )
     def post(self, request, assignment_id: int):
         data = _valid(DemonstrationInputSerializer, request.data)
+        claim_next = data.pop("next")
         demonstration = services.demonstration_submit(
             assignment=_assignment_ref(assignment_id), annotator=request.user, **data
         )
-        return Response(DemonstrationOutputSerializer(demonstration).data, status=201)
+        answer = DemonstrationOutputSerializer(demonstration).data
+        return Response(_answer_with_next(request, claim_next, answer), status=201)
 
 
 class SkipApi(APIView):
@@ -112,7 +127,7 @@ class SkipApi(APIView):
         skipped = services.assignment_skip(
             assignment=_assignment_ref(assignment_id), annotator=request.user, reason=data["reason"]
         )
-        return Response(SkipOutputSerializer(skipped).data)
+        return Response(_answer_with_next(request, data["next"], SkipOutputSerializer(skipped).data))
 
 
 class ProgressApi(APIView):

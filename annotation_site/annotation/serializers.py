@@ -60,6 +60,22 @@ class NextItemOutputSerializer(serializers.Serializer):
     queue = QueueStatusSerializer(allow_null=True, help_text="Given when there is no item for you (else null).")
 
 
+def claim_next_input():
+    return NextItemInputSerializer(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text='Also claim your next item (with these filters; {} for none) and return it as "next": '
+        "one request per item instead of two.",
+    )
+
+
+def claim_next_output():
+    # Absent from the answer unless "next" was asked for; the view adds it (the answer itself is a
+    # model, the next item is claimed separately).
+    return NextItemOutputSerializer(required=False, read_only=True, help_text='Your next item, when "next" was given.')
+
+
 class ComparisonInputSerializer(serializers.Serializer):
     chosen = serializers.ChoiceField(choices=["A", "B"], help_text="The better response, as shown.")
     rating = serializers.ChoiceField(choices=Rating.choices, help_text="How much better it is (Llama 2, §3.2.1).")
@@ -68,6 +84,7 @@ class ComparisonInputSerializer(serializers.Serializer):
     active_ms = serializers.IntegerField(
         required=False, allow_null=True, default=None, min_value=0, help_text="Active time on the item, measured by the client."
     )
+    next = claim_next_input()
 
 
 class ComparisonOutputSerializer(serializers.Serializer):
@@ -80,6 +97,7 @@ class ComparisonOutputSerializer(serializers.Serializer):
     safety_bin = serializers.CharField()
     time_spent_ms = serializers.IntegerField(allow_null=True)
     created_at = serializers.DateTimeField()
+    next = claim_next_output()
 
     def get_chosen(self, comparison) -> str:
         item = comparison.item
@@ -89,17 +107,20 @@ class ComparisonOutputSerializer(serializers.Serializer):
 
 class SkipInputSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=500)
+    next = claim_next_input()
 
 
 class SkipOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     status = serializers.CharField()
     skip_reason = serializers.CharField()
+    next = claim_next_output()
 
 
 class DemonstrationInputSerializer(serializers.Serializer):
     text = serializers.CharField(trim_whitespace=False)
     active_ms = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=0)
+    next = claim_next_input()
 
 
 class DemonstrationOutputSerializer(serializers.Serializer):
@@ -108,6 +129,7 @@ class DemonstrationOutputSerializer(serializers.Serializer):
     text = serializers.CharField()
     time_spent_ms = serializers.IntegerField(allow_null=True)
     created_at = serializers.DateTimeField()
+    next = claim_next_output()
 
 
 class ProgressOutputSerializer(serializers.Serializer):

@@ -7,9 +7,11 @@ return.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import random
 import time
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -282,6 +284,136 @@ def _lock_next_claimable_item(*, annotator_id: int, guideline_kinds: list[str], 
         return cursor.fetchone()
 
 
+# PostgreSQL claims in one statement: the live-claim check, the SKIP LOCKED pick, the slot taken, the
+# assignment inserted and what the annotator is shown read back. Each of those was a round trip of its
+# own (plus BEGIN and COMMIT), and on the annotation hot path the round trips and the ORM's composing
+# of them, not the work, were most of the cost. Hand-written because the ORM cannot compose
+# data-modifying CTEs.
+_CLAIM_SQL = """
+    WITH live AS (
+        SELECT a.* FROM annotation_assignment a JOIN annotation_item li ON li.id = a.item_id
+         WHERE a.annotator_id = %(annotator)s AND a.status = %(claimed)s AND a.expires_at > %(now)s
+           AND li.guideline_kind = ANY(%(kinds)s) {live_task_kind}
+         ORDER BY a.id LIMIT 1
+    ),
+    picked AS (
+        SELECT i.id, i.guideline_kind FROM annotation_item i
+         WHERE NOT EXISTS (SELECT 1 FROM live)
+           AND i.status = %(ready)s AND i.open_slots > 0 AND i.guideline_kind = ANY(%(kinds)s) {task_kind}
+           AND NOT EXISTS (SELECT 1 FROM annotation_assignment a WHERE a.item_id = i.id AND a.annotator_id = %(annotator)s)
+         ORDER BY i.priority DESC, i.id
+         LIMIT 1
+         FOR UPDATE OF i SKIP LOCKED
+    ),
+    taken AS (
+        UPDATE annotation_item i SET open_slots = i.open_slots - 1 FROM picked WHERE i.id = picked.id
+        RETURNING i.id, i.guideline_kind
+    ),
+    made AS (
+        INSERT INTO annotation_assignment
+               (item_id, annotator_id, status, flipped, claimed_at, expires_at, skip_reason, guideline_id)
+        SELECT taken.id, %(annotator)s, %(claimed)s, %(flipped)s, %(now)s, %(expires)s, '',
+               (SELECT g.id FROM annotation_guideline g
+                 WHERE g.kind = taken.guideline_kind AND g.is_active ORDER BY g.version DESC LIMIT 1)
+          FROM taken
+        RETURNING *
+    )
+    SELECT {columns}
+      FROM (SELECT * FROM made UNION ALL SELECT * FROM live) a
+      JOIN annotation_item i ON i.id = a.item_id
+      JOIN annotation_dialogue d ON d.id = i.dialogue_id
+      LEFT JOIN annotation_sample sa ON sa.id = i.sample_a_id
+      LEFT JOIN annotation_sample sb ON sb.id = i.sample_b_id
+      LEFT JOIN annotation_guideline g ON g.id = a.guideline_id
+"""
+# What the claim reads back for the annotator's view, per table alias. The item's open_slots is left
+# out (deferred): this statement's snapshot predates its own decrement.
+_CLAIM_READS = (
+    ("a", Assignment, None),
+    ("i", Item, ("id", "task_kind", "dialogue_id", "guideline_kind", "sample_a_id", "sample_b_id", "status", "overlap", "priority")),
+    ("d", Dialogue, ("id", "turns", "guideline_kind")),
+    ("sa", Sample, ("id", "dialogue_id", "text")),
+    ("sb", Sample, ("id", "dialogue_id", "text")),
+    ("g", Guideline, None),
+)
+
+
+@functools.cache
+def _claim_read_fields():
+    reads = []
+    for alias, model, names in _CLAIM_READS:
+        fields = [model._meta.get_field(name) for name in names] if names else list(model._meta.concrete_fields)
+        reads.append((alias, model, fields))
+    return reads
+
+
+def _claim_rows_to_assignment(row, reads) -> Assignment:
+    """Models from the claim's row (Model.from_db, as the ORM builds them; JSON decoded by its field)."""
+    instances, at = {}, 0
+    for alias, model, fields in reads:
+        values = list(row[at : at + len(fields)])
+        at += len(fields)
+        if values[0] is None:  # a LEFT JOIN that found nothing: no sample or no guideline
+            instances[alias] = None
+            continue
+        for index, field in enumerate(fields):
+            if hasattr(field, "from_db_value"):
+                values[index] = field.from_db_value(values[index], None, connection)
+        instances[alias] = model.from_db(connection.alias, [field.attname for field in fields], values)
+    assignment, item = instances["a"], instances["i"]
+    item.dialogue, item.sample_a, item.sample_b = instances["d"], instances["sa"], instances["sb"]
+    assignment.item, assignment.guideline = item, instances["g"]
+    return assignment
+
+
+def _claim_in_one_statement(*, annotator_id: int, guideline_kinds: list[str], task_kind: str | None, now: dt.datetime):
+    """The annotator's live claim or a new one, with its item loaded, or None when nothing is free (PostgreSQL)."""
+    reads = _claim_read_fields()
+    sql = _CLAIM_SQL.format(
+        live_task_kind="AND li.task_kind = %(task_kind)s" if task_kind else "",
+        task_kind="AND i.task_kind = %(task_kind)s" if task_kind else "",
+        columns=", ".join(f"{alias}.{field.column}" for alias, _model, fields in reads for field in fields),
+    )
+    params = {
+        "annotator": annotator_id,
+        "kinds": list(guideline_kinds),
+        "task_kind": task_kind,
+        "claimed": AssignmentStatus.CLAIMED.value,
+        "ready": ItemStatus.READY.value,
+        "flipped": random.random() < 0.5,
+        "now": now,
+        "expires": now + dt.timedelta(seconds=settings.ASSIGNMENT_TTL_SECONDS),
+    }
+    # In autocommit the statement is its own transaction (no BEGIN/COMMIT round trips); inside a
+    # caller's transaction a savepoint lets a unique-constraint race be retried.
+    with transaction.atomic() if connection.in_atomic_block else nullcontext(), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return _claim_rows_to_assignment(row, reads) if row else None
+
+
+def _claim_step_by_step(*, annotator, guideline_kinds: list[str], task_kind: str | None, now: dt.datetime):
+    """The same claim as `_claim_in_one_statement` for databases without data-modifying CTEs (SQLite)."""
+    live = selectors.assignment_live_for(annotator=annotator, guideline_kinds=guideline_kinds, task_kind=task_kind)
+    if live is not None:
+        return live
+    with transaction.atomic():
+        found = _lock_next_claimable_item(annotator_id=annotator.pk, guideline_kinds=guideline_kinds, task_kind=task_kind)
+        if found is None:
+            return None
+        item_id, guideline_id = found
+        Item.objects.filter(pk=item_id).update(open_slots=F("open_slots") - 1)
+        assignment_id = Assignment.objects.create(
+            item_id=item_id,
+            annotator=annotator,
+            flipped=random.random() < 0.5,
+            guideline_id=guideline_id,
+            claimed_at=now,
+            expires_at=now + dt.timedelta(seconds=settings.ASSIGNMENT_TTL_SECONDS),
+        ).pk
+    return selectors.assignment_get_for(assignment_id=assignment_id, annotator=annotator)
+
+
 def assignment_claim_next(*, annotator, guideline_kind: str | None = None, task_kind: str | None = None) -> Assignment | None:
     """Give the annotator their next item, or None when nothing is ready for them.
 
@@ -295,44 +427,32 @@ def assignment_claim_next(*, annotator, guideline_kind: str | None = None, task_
     kinds = selectors.annotator_guideline_kinds(annotator=annotator, guideline_kind=guideline_kind)
     if not kinds:
         return None
-    live = selectors.assignment_live_for(annotator=annotator, guideline_kinds=kinds, task_kind=task_kind)
-    if live is not None:
-        return live
     now = timezone.now()
     _sweep_expired_now_and_then(now)
+    in_one_statement = connection.vendor == "postgresql"
     for _attempt in range(3):
         try:
-            with transaction.atomic():
-                found = _lock_next_claimable_item(annotator_id=annotator.pk, guideline_kinds=kinds, task_kind=task_kind)
-                if found is None:
-                    if assignments_expire(now=now):
-                        continue  # expired claims gave slots back: look again
-                    return None
-                item_id, guideline_id = found
-                Item.objects.filter(pk=item_id).update(open_slots=F("open_slots") - 1)
-                assignment = Assignment.objects.create(
-                    item_id=item_id,
-                    annotator=annotator,
-                    flipped=random.random() < 0.5,
-                    guideline_id=guideline_id,
-                    claimed_at=now,
-                    expires_at=now + dt.timedelta(seconds=settings.ASSIGNMENT_TTL_SECONDS),
-                )
-                assignment.item = Item.objects.select_related("dialogue", "sample_a", "sample_b").get(pk=item_id)
-                return assignment
+            if in_one_statement:
+                claimed = _claim_in_one_statement(annotator_id=annotator.pk, guideline_kinds=kinds, task_kind=task_kind, now=now)
+            else:
+                claimed = _claim_step_by_step(annotator=annotator, guideline_kinds=kinds, task_kind=task_kind, now=now)
         except IntegrityError:
             # The same annotator claimed the same item from a second tab in between; try the next one.
             continue
+        if claimed is not None:
+            return claimed
+        if not assignments_expire(now=now):
+            return None
+        # expired claims gave slots back: look again
     return None
 
 
 def _lock_own_assignment(*, assignment: Assignment, annotator) -> Assignment:
-    locked = (
-        Assignment.objects.select_for_update(of=("self",))
-        .select_related("item")
-        .filter(pk=assignment.pk, annotator=annotator)
-        .first()
-    )
+    # Sliced rather than .first(): one row by primary key needs no ORDER BY to compose.
+    found = Assignment.objects.select_for_update(of=("self",)).select_related("item").filter(
+        pk=assignment.pk, annotator=annotator
+    )[:1]
+    locked = found[0] if found else None
     if locked is None:
         raise NotFound("No such assignment of yours.")
     return locked
@@ -456,7 +576,7 @@ def comparison_submit(
             assignment=locked,
             item=item,
             annotator=annotator,
-            guideline=locked.guideline,
+            guideline_id=locked.guideline_id,  # the id is enough: loading the guideline costs a query
             guideline_kind=item.guideline_kind,
             chosen_id=chosen_id,
             rejected_id=rejected_id,
@@ -489,7 +609,7 @@ def demonstration_submit(*, assignment: Assignment, annotator, text: str, active
             assignment=locked,
             item=item,
             annotator=annotator,
-            guideline=locked.guideline,
+            guideline_id=locked.guideline_id,
             guideline_kind=item.guideline_kind,
             text=text,
             time_spent_ms=_time_spent_ms(locked, active_ms, now),
