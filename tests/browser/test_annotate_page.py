@@ -51,6 +51,8 @@ def test_an_annotator_rates_by_keyboard_and_mouse_labels_safety_and_continues_a_
     by_keyboard = make_ready_item(priority=3)
     by_mouse = make_ready_item(priority=2)
     safety = make_ready_item(guideline_kind="safety", priority=1)
+    next_item_requests = []
+    page.on("request", lambda request: "/api/annotate/next/" in request.url and next_item_requests.append(request.url))
 
     page.goto(f"{live_server.url}/annotate/")
     assert "/accounts/login/" in page.url
@@ -93,6 +95,9 @@ def test_an_annotator_rates_by_keyboard_and_mouse_labels_safety_and_continues_a_
     # Nothing left: the page says responses are being generated and waits.
     page.wait_for_selector("#waiting:not([hidden])")
     assert "responses generated" in page.locator("#waiting-text").inner_text()
+    # The page came with its first item, and each submit brought the next one back: the next-item
+    # endpoint was never needed.
+    assert next_item_requests == []
     if os.environ.get("ANNOTATE_SCREENSHOT"):
         page.screenshot(path=os.environ["ANNOTATE_SCREENSHOT"], full_page=True)
 

@@ -138,3 +138,99 @@ def test_the_schema_and_docs_are_served():
     schema = client.get("/api/schema/")
     assert schema.status_code == 200 and b"/api/annotate/next/" in schema.content
     assert client.get("/api/docs/").status_code == 200
+
+
+def submit(client, assignment_id: int, **data):
+    return client.post(f"/api/assignments/{assignment_id}/comparison/", {"chosen": "A", "rating": "better", **data}, format="json")
+
+
+def test_a_submit_with_next_returns_the_next_item_claimed_in_the_same_request():
+    make_ready_item(priority=2)
+    second_item = make_ready_item(priority=1)
+    annotator = make_annotator()
+    client = client_for(annotator)
+    first = claim(client)["assignment"]
+    response = submit(client, first["id"], next={})
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["rating"] == "better" and body["assignment"] == first["id"]
+    following = body["next"]["assignment"]
+    claimed = Assignment.objects.get(annotator=annotator, item=second_item)
+    assert following["id"] == claimed.pk and claimed.status == "claimed"
+    # The next item comes back exactly as the assignment endpoint shows it.
+    assert following == client.get(f"/api/assignments/{claimed.pk}/").json()
+    assert body["next"]["queue"] is None
+
+
+def test_a_plain_submit_claims_nothing_more():
+    make_ready_item()
+    make_ready_item()
+    annotator = make_annotator()
+    client = client_for(annotator)
+    first = claim(client)["assignment"]
+    response = submit(client, first["id"])
+    assert response.status_code == 201 and "next" not in response.json()
+    assert Assignment.objects.filter(annotator=annotator).count() == 1
+
+
+def test_a_repeated_submit_with_next_stores_one_comparison_and_claims_one_next_item():
+    make_ready_item()
+    make_ready_item()
+    make_ready_item()
+    annotator = make_annotator()
+    client = client_for(annotator)
+    first = claim(client)["assignment"]
+    once, again = submit(client, first["id"], next={}).json(), submit(client, first["id"], next={}).json()
+    assert once["id"] == again["id"] and Comparison.objects.count() == 1
+    assert once["next"]["assignment"]["id"] == again["next"]["assignment"]["id"]  # the live claim, not a second one
+    assert Assignment.objects.filter(annotator=annotator, status="claimed").count() == 1
+
+
+def test_the_next_item_after_the_last_is_null_with_the_queue_status():
+    make_ready_item()
+    client = client_for(make_annotator())
+    only = claim(client)["assignment"]
+    body = submit(client, only["id"], next={}).json()
+    assert body["next"] == {"assignment": None, "queue": {"ready_for_you": 0, "ready": 0, "needs_samples": 0, "cap": 1000}}
+
+
+def test_a_skip_with_next_takes_the_filters_of_the_next_item_endpoint():
+    make_ready_item(priority=5)
+    make_ready_item(priority=4)
+    safety = make_ready_item(guideline_kind="safety")
+    annotator = make_annotator()
+    client = client_for(annotator)
+    first = claim(client)["assignment"]
+    response = client.post(
+        f"/api/assignments/{first['id']}/skip/", {"reason": "unclear prompt", "next": {"guideline_kind": "safety"}}, format="json"
+    )
+    assert response.status_code == 200 and response.json()["status"] == "skipped"
+    assert response.json()["next"]["assignment"]["id"] == Assignment.objects.get(annotator=annotator, item=safety).pk
+
+
+def test_a_demonstration_with_next_returns_the_next_item():
+    make_demonstration_item()
+    make_ready_item()
+    client = client_for(make_annotator())
+    first = claim(client, task_kind="demonstration")["assignment"]
+    response = client.post(f"/api/assignments/{first['id']}/demonstration/", {"text": "Boil it.", "next": {}}, format="json")
+    assert response.status_code == 201 and response.json()["next"]["assignment"]["task_kind"] == "comparison"
+
+
+def test_a_bad_next_filter_is_refused_before_anything_is_stored():
+    make_ready_item()
+    client = client_for(make_annotator())
+    first = claim(client)["assignment"]
+    response = submit(client, first["id"], next={"guideline_kind": "kindness"})
+    assert response.status_code == 400 and "next" in json.dumps(response.json())
+    assert Comparison.objects.count() == 0
+
+
+def test_next_cannot_submit_for_another_annotator():
+    make_ready_item()
+    make_ready_item()
+    theirs = claim(client_for(make_annotator("owner")))["assignment"]
+    intruder = make_annotator("intruder")
+    response = submit(client_for(intruder), theirs["id"], next={})
+    assert response.status_code == 404
+    assert not Assignment.objects.filter(annotator=intruder).exists()  # refused before any claim

@@ -85,3 +85,23 @@ def test_two_simultaneous_submits_of_one_assignment_store_one_comparison(postgre
     with ThreadPoolExecutor(8) as pool:
         ids = set(pool.map(submit, range(8)))
     assert len(ids) == 1 and Comparison.objects.count() == 1
+
+
+def test_a_claim_is_one_statement_that_also_loads_what_the_annotator_sees(postgres, django_assert_num_queries, monkeypatch):
+    from annotation_site.annotation.demo.guidelines import GUIDELINES
+
+    title, text = GUIDELINES["helpfulness"]
+    guideline = services.guideline_publish(kind="helpfulness", title=title, text=text)
+    item = make_ready_item()
+    annotator = make_annotator()
+    annotator.profile  # loaded with the user by token authentication; not part of the claim
+    monkeypatch.setitem(services._last_sweep, "at", 1e18)  # no periodic expiry sweep inside this claim
+    with django_assert_num_queries(1):
+        assignment = services.assignment_claim_next(annotator=annotator)
+        shown = (assignment.item.dialogue.turns, assignment.item.sample_a.text, assignment.item.sample_b.text, assignment.guideline)
+    assert shown == (item.dialogue.turns, item.sample_a.text, item.sample_b.text, guideline)
+    assert (assignment.item_id, assignment.status, assignment.annotator_id) == (item.pk, AssignmentStatus.CLAIMED, annotator.pk)
+    item.refresh_from_db()
+    assert item.open_slots == 0
+    with django_assert_num_queries(1):
+        assert services.assignment_claim_next(annotator=annotator).pk == assignment.pk  # the live claim, again

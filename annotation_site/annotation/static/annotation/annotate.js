@@ -230,7 +230,7 @@
       const refusal = safetyRefusal();
       if (refusal) return showMessage(refusal);
       path = "/api/assignments/" + a.id + "/comparison/";
-      body = { chosen: state.chosen, rating: state.rating, active_ms: Math.round(state.activeMs) };
+      body = { chosen: state.chosen, rating: state.rating, active_ms: Math.round(state.activeMs), next: {} };
       if (a.guideline_kind === "safety") {
         body.response_a_is_safe = state.safe.A;
         body.response_b_is_safe = state.safe.B;
@@ -239,11 +239,12 @@
       const text = $("demonstration-text").value.trim();
       if (!text) return showMessage("Write the ideal response before submitting.");
       path = "/api/assignments/" + a.id + "/demonstration/";
-      body = { text: text, active_ms: Math.round(state.activeMs) };
+      body = { text: text, active_ms: Math.round(state.activeMs), next: {} };
     }
     const continuation = $("continue-box").hidden ? "" : $("continue-text").value.trim();
     state.busy = true;
     try {
+      // `next: {}` makes the submit claim and return the next item: one request per item.
       const saved = await api("POST", path, body);
       if (continuation) {
         await api("POST", "/api/comparisons/" + saved.id + "/continue/", { message: continuation });
@@ -252,7 +253,7 @@
         notice("Saved.");
       }
       refreshProgress();
-      await loadNext();
+      render(saved.next);
     } catch (error) {
       showMessage(error.message);
     } finally {
@@ -275,10 +276,10 @@
     const reason = (choice && choice !== "other" ? choice : $("skip-reason").value).trim();
     if (!reason) return showMessage("Say why you skip this item.", "skip-message");
     try {
-      await api("POST", "/api/assignments/" + state.assignment.id + "/skip/", { reason: reason });
+      const skipped = await api("POST", "/api/assignments/" + state.assignment.id + "/skip/", { reason: reason, next: {} });
       $("skip-dialog").close();
       notice("Skipped.");
-      await loadNext();
+      render(skipped.next);
     } catch (error) {
       showMessage(error.message, "skip-message");
     }
