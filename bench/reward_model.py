@@ -55,7 +55,11 @@ def bare_trl(args: argparse.Namespace, data: Path, out: Path) -> dict:
     from training.losses import rating_margin
     from training.run_folder import precision_args
 
-    rows = [json.loads(line) for line in (data / "preferences.train.jsonl").read_text().splitlines()]
+    from training.data import load_preferences, parse_sources
+
+    # The pairs in the recipe's (seeded, shuffled) order, so both trainers form the same batches
+    # with the same padding: a different order alone moves tokens/s by several percent.
+    rows, _ = load_preferences(parse_sources([str(data)]), seed=42)
     dataset = Dataset.from_list(
         [{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"], "margin": rating_margin(r["rating"], "small")} for r in rows]
     )
