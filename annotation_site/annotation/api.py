@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
+from rest_framework.parsers import JSONParser
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -72,9 +74,16 @@ def _answer_with_next(request, claim_next: dict | None, answer: dict) -> dict:
     return answer
 
 
-class NextItemApi(APIView):
-    permission_classes = [CanAnnotate]
+class HotPathApi(APIView):
+    """The endpoints every rated item goes through: JSON in and out only, so no browsable-API
+    renderer or form parsers are negotiated on each request (they cost CPU on the hot path)."""
 
+    permission_classes = [CanAnnotate]
+    renderer_classes = [JSONRenderer]
+    parser_classes = [JSONParser]
+
+
+class NextItemApi(HotPathApi):
     @extend_schema(request=NextItemInputSerializer, responses=NextItemOutputSerializer, summary="Claim your next item")
     def post(self, request):
         data = _valid(NextItemInputSerializer, request.data)
@@ -89,9 +98,7 @@ class AssignmentDetailApi(APIView):
         return Response(AssignmentOutputSerializer(_own_assignment(request, assignment_id)).data)
 
 
-class ComparisonSubmitApi(APIView):
-    permission_classes = [CanAnnotate]
-
+class ComparisonSubmitApi(HotPathApi):
     @extend_schema(request=ComparisonInputSerializer, responses=ComparisonOutputSerializer, summary="Submit your comparison")
     def post(self, request, assignment_id: int):
         data = _valid(ComparisonInputSerializer, request.data)
@@ -102,9 +109,7 @@ class ComparisonSubmitApi(APIView):
         return Response(_answer_with_next(request, claim_next, ComparisonOutputSerializer(comparison).data), status=201)
 
 
-class DemonstrationSubmitApi(APIView):
-    permission_classes = [CanAnnotate]
-
+class DemonstrationSubmitApi(HotPathApi):
     @extend_schema(
         request=DemonstrationInputSerializer, responses=DemonstrationOutputSerializer, summary="Submit your ideal response"
     )
@@ -118,9 +123,7 @@ class DemonstrationSubmitApi(APIView):
         return Response(_answer_with_next(request, claim_next, answer), status=201)
 
 
-class SkipApi(APIView):
-    permission_classes = [CanAnnotate]
-
+class SkipApi(HotPathApi):
     @extend_schema(request=SkipInputSerializer, responses=SkipOutputSerializer, summary="Skip an item, with the reason")
     def post(self, request, assignment_id: int):
         data = _valid(SkipInputSerializer, request.data)
