@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from django import forms
 
+from annotation_site.errors import ApplicationError
 from annotation_site.generation.models import Engine
 from annotation_site.runs import selectors
 from annotation_site.runs.configs import parse_overrides, shipped_configs
 from annotation_site.runs.models import Recipe
 from annotation_site.runs.services import GUIDELINES
-from annotation_site.errors import ApplicationError
 
 
 class CheckpointChoiceField(forms.ModelChoiceField):

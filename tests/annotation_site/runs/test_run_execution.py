@@ -1,6 +1,5 @@
 """The training task run for real: the task function itself, in this process, starts the recipe as
 a subprocess on the tiny model and an exported batch, follows it, and records what became of it."""
-import json
 import os
 import signal
 import socket
@@ -9,7 +8,6 @@ import threading
 import time
 
 import pytest
-import yaml
 from rest_framework.test import APIClient
 
 from annotation_site.generation.models import Checkpoint, CheckpointKind, Deployment
