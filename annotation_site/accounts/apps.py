@@ -1,8 +1,12 @@
-from django.apps import AppConfig
+from django.apps import AppConfig, apps
 from django.db.models.signals import post_migrate
 
 
 def _sync_roles(sender, **kwargs):
+    # post_migrate is sent once per installed app, in INSTALLED_APPS order, and each app's
+    # permissions are created at its own turn: only at the last app's turn do all exist.
+    if sender is not list(apps.get_app_configs())[-1]:
+        return
     from django.contrib.auth.models import Group, Permission
 
     from annotation_site.accounts.roles import sync_role_groups
@@ -15,5 +19,5 @@ class AccountsConfig(AppConfig):
     label = "accounts"
 
     def ready(self):
-        # After every migrate (permissions exist by then), so models added later are granted too.
-        post_migrate.connect(_sync_roles, sender=self, dispatch_uid="accounts-sync-role-groups")
+        # After every migrate (and every flush of a test database), so models added later are granted too.
+        post_migrate.connect(_sync_roles, dispatch_uid="accounts-sync-role-groups")

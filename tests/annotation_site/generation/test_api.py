@@ -155,11 +155,6 @@ def test_annotators_have_no_admin_pages(client):
     assert client.get("/admin/generation/deployment/").status_code == 302  # to the admin login
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="accounts syncs role permissions at its own post_migrate, before the permissions of models "
-    "created by later apps' migrations (GenerationClaim) exist; fix belongs to accounts/apps.py",
-)
 def test_admins_see_the_generation_claims_page(client):
     client.force_login(user_create(username="boss", role="admin", password="pw-123456"))
     assert client.get("/admin/generation/generationclaim/").status_code == 200
