@@ -7,7 +7,8 @@ compared across batch sizes. The data is kept and reused by later runs with the 
 
 Then, in this one run:
 - the export (`batch_write_copy`: every file of a batch folder, jsonl + parquet + HH + manifest)
-  of the small and of the big batch: rows/s and peak RSS above the baseline;
+  of the small and of the big batch: rows/s, peak RSS above the baseline and the CPU time of the
+  export process (all its threads: encoder, database reader, background writer);
 - the naive baseline: a plain ORM loop over the big batch (`for c in Comparison.objects.filter(...)`
   with attribute access to the related rows and json.dumps per row, writing the train jsonl only)
   on the first --naive-rows comparisons; its time and memory are extrapolated linearly to the
@@ -370,6 +371,7 @@ def main(argv=None) -> None:
             f"memory, big vs small batch ({big['rows']:,} vs {results['small batch']['rows']:,} rows): "
             f"+{big['mib']:.1f} MiB vs +{results['small batch']['mib']:.1f} MiB"
         )
+        print(f"load average at the end: {os.getloadavg()[0]:.1f} (1 min), {os.getloadavg()[1]:.1f} (5 min)")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

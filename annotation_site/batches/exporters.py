@@ -5,8 +5,9 @@ their `.parquet` twins, `hh.{train,test}.jsonl` (Anthropic HH transcripts), `sft
 `manifest.json` and a data card `README.md`.
 
 Rows are streamed from the database with `values_list(...).iterator(chunk_size=...)` (a server-side
-cursor on PostgreSQL, read one chunk ahead in a thread), encoded with orjson and written chunk by
-chunk, so memory stays flat however big the batch is. Everything is ordered by id, keys are sorted and no clock is read, so exporting
+cursor on PostgreSQL, read one chunk ahead in a thread) and encoded with orjson; a background
+thread writes and hashes the lines and builds Parquet from them with pyarrow's C++ JSON reader,
+a chunk at a time, so memory stays flat however big the batch is. Everything is ordered by id, keys are sorted and no clock is read, so exporting
 the same rows with the same options writes the same bytes. The folder is written beside its final
 place and renamed into place only once complete and fsynced: a crash never leaves a half batch.
 """
@@ -20,7 +21,8 @@ import queue
 import shutil
 import threading
 import uuid
-from collections import Counter
+from collections import Counter, deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,11 +30,13 @@ from typing import Callable, Iterator
 
 import orjson
 import pyarrow as pa
+import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 from django.db import connection, transaction
 from django.db.models import Count, F, QuerySet, TextField
 from django.db.models.functions import Cast
 
+from annotation_site.accounts.models import AnnotatorProfile
 from annotation_site.annotation.models import Rating
 
 EXPORT_FORMAT_VERSION = 1
@@ -180,20 +184,69 @@ def _transcript(turns: list[dict]) -> str:
     )
 
 
-class _HashingFile:
-    """A binary file that hashes what it writes, so checksums need no second read of the data."""
+class _Background:
+    """One thread that runs file writes, hashing and Parquet compression in order, beside the encoder.
 
-    def __init__(self, path: Path):
+    File writes, sha256 and pyarrow's Parquet writer release the GIL, so they run on the second
+    core while the main thread encodes the next rows. At most `depth` jobs wait (each holds one
+    chunk of encoded rows), so memory stays bounded; an error in a job is raised at the next
+    submit or at close.
+    """
+
+    def __init__(self, depth: int = 4):
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-writer")
+        self.pending: deque[Future] = deque()
+        self.depth = depth
+
+    def submit(self, job: Callable, *args) -> None:
+        while self.pending and (len(self.pending) >= self.depth or self.pending[0].done()):
+            self.pending.popleft().result()
+        self.pending.append(self.executor.submit(job, *args))
+
+    def close(self) -> None:
+        """Wait for every job (raising the first error) and stop the thread."""
+        try:
+            while self.pending:
+                self.pending.popleft().result()
+        finally:
+            self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+class _HashingFile:
+    """A binary file of lines, written and hashed a chunk at a time on the background thread,
+    so checksums need no second read of the data and the encoder never waits on the disk."""
+
+    CHUNK_LINES = 1000
+
+    def __init__(self, path: Path, background: _Background):
         self.path = path
+        self.background = background
         self.handle = open(path, "wb")
         self.sha256 = hashlib.sha256()
         self.rows = 0
+        self.lines: list[bytes] = []
 
-    def write(self, data: bytes) -> None:
+    def add_line(self, line: bytes) -> None:
+        self.lines.append(line)
+        self.rows += 1
+        if len(self.lines) == self.CHUNK_LINES:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.lines:
+            self.background.submit(self._write, b"".join(self.lines))
+            self.lines = []
+
+    def _write(self, data: bytes) -> None:
         self.handle.write(data)
         self.sha256.update(data)
 
     def close(self) -> None:
+        """Queue the rest and the fsync; the file is complete once the background has closed."""
+        self.flush()
+        self.background.submit(self._close)
+
+    def _close(self) -> None:
         self.handle.flush()
         os.fsync(self.handle.fileno())
         self.handle.close()
@@ -317,85 +370,92 @@ def prefetched(rows: Callable[[], Iterator[tuple]], chunk_size: int) -> Iterator
         producer.join()
 
 
-def comparison_counts(comparisons: QuerySet) -> dict[str, dict[str, int]]:
-    """Exported comparisons by guideline, rating, safety bin, annotator and source (GROUP BY in the database)."""
-    labels = {"rating": "unrated", "safety_bin": "none", "annotator": "imported"}
-    columns = {
-        "guideline": "guideline_kind",
-        "rating": "rating",
-        "safety_bin": "safety_bin",
-        "annotator": "annotator__profile__pseudonym",
-        "source": "source",
-    }
-    counts = {}
-    for name, column in columns.items():
-        grouped = exportable(comparisons).order_by().values_list(column).annotate(n=Count("id"))
-        counts[name] = dict(sorted(((key or labels.get(name, "")), n) for key, n in grouped))
-    return counts
+def comparison_counts(comparisons: QuerySet) -> tuple[int, dict[str, dict[str, int]]]:
+    """(comparisons left out as chosen-unsafe-other-safe, exported comparisons by guideline, rating,
+    safety bin, annotator and source).
+
+    One GROUP BY over the comparison table alone, tallied here: the groups are few (guidelines x
+    ratings x bins x annotators x sources), while a query per count with the joins to the
+    annotators' profiles would scan the whole batch five times.
+    """
+    grouped = (
+        comparisons.order_by()
+        .values_list("guideline_kind", "rating", "safety_bin", "annotator_id", "source", "chosen_is_safe", "rejected_is_safe")
+        .annotate(n=Count("id"))
+    )
+    excluded = 0
+    tallies: dict[str, Counter] = {name: Counter() for name in ("guideline", "rating", "safety_bin", "annotator", "source")}
+    by_annotator: Counter = Counter()
+    for guideline, rating, safety_bin, annotator_id, source, chosen_is_safe, rejected_is_safe, n in grouped:
+        if chosen_is_safe is False and rejected_is_safe is True:  # the rows exportable() leaves out
+            excluded += n
+            continue
+        tallies["guideline"][guideline] += n
+        tallies["rating"][rating or "unrated"] += n
+        tallies["safety_bin"][safety_bin or "none"] += n
+        tallies["source"][source] += n
+        by_annotator[annotator_id] += n
+    pseudonyms = dict(
+        AnnotatorProfile.objects.filter(user_id__in=[key for key in by_annotator if key is not None]).values_list(
+            "user_id", "pseudonym"
+        )
+    )
+    for annotator_id, n in by_annotator.items():
+        tallies["annotator"][pseudonyms.get(annotator_id) or "imported"] += n
+    return excluded, {name: dict(sorted(tally.items())) for name, tally in tallies.items()}
 
 
-def _messages_array(dialogues) -> pa.ListArray:
-    """A list<struct<role, content>> column built from flat lists: pyarrow's conversion of nested
-    Python dicts costs ~25 us a row, this ~1 us."""
-    offsets, roles, contents = [0], [], []
-    for turns in dialogues:
-        for turn in turns:
-            roles.append(turn["role"])
-            contents.append(turn["content"])
-        offsets.append(len(roles))
-    messages = pa.StructArray.from_arrays([pa.array(roles, pa.string()), pa.array(contents, pa.string())], fields=list(_MESSAGE))
-    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), messages)
+_SAMPLING_FIELDS = ("chosen_sampling", "rejected_sampling")
+# What the JSON reader takes from a preference line: every Parquet column but the sampling
+# parameters, which are objects in JSONL and JSON text in Parquet.
+_PARSED_SCHEMA = pa.schema([field for field in PARQUET_SCHEMA if field.name not in _SAMPLING_FIELDS])
+_JSON_PARSE = pa_json.ParseOptions(explicit_schema=_PARSED_SCHEMA, unexpected_field_behavior="ignore")
+# One thread per reader: the background thread already runs beside the encoder.
+_JSON_READ = pa_json.ReadOptions(use_threads=False, block_size=1 << 24)
 
 
 class _ParquetSplit:
-    """One split's Parquet file, fed row tuples and written a row group at a time from columns.
+    """One split's Parquet file, made a row group at a time from the split's JSONL lines.
 
-    Columns are built with pyarrow from plain lists (the assistant messages from their texts, with
-    offsets) rather than from row dicts: converting dicts costs more than the rest of the export.
+    pyarrow's C++ JSON reader parses the lines the encoder wrote anyway, on the background thread
+    and outside the GIL, so the encoder builds no Python object per Parquet field (building the
+    columns from Python lists cost more than all the JSON encoding). Only the sampling parameters
+    come as strings. Chunks are combined before writing, so the bytes do not depend on the
+    reader's block size.
     """
 
-    def __init__(self, path: Path, options: ExportOptions, split: str):
+    def __init__(self, path: Path, background: _Background):
         self.path = path
+        self.background = background
         self.writer = pq.ParquetWriter(path, PARQUET_SCHEMA, compression="zstd")
-        self.constants = {"margin_table": options.margin_table, "batch": options.batch, "split": split}
-        self.rows: list[tuple] = []
+        self.lines: list[bytes] = []
+        self.sampling: tuple[list[str], list[str]] = ([], [])
 
-    # Order of the tuples given to add().
-    FIELDS = (
-        "prompt", "chosen", "rejected", "margin", "rating", "guideline", "chosen_is_safe", "rejected_is_safe",
-        "safety_bin", "comparison_id", "item_id", "annotator", "chosen_model", "chosen_checkpoint",
-        "chosen_sampling", "rejected_model", "rejected_checkpoint", "rejected_sampling", "source",
-    )  # fmt: skip
-
-    def add(self, row: tuple) -> None:
-        self.rows.append(row)
-        if len(self.rows) == PARQUET_ROW_GROUP_ROWS:
+    def add(self, line: bytes, chosen_sampling: str, rejected_sampling: str) -> None:
+        self.lines.append(line)
+        self.sampling[0].append(chosen_sampling)
+        self.sampling[1].append(rejected_sampling)
+        if len(self.lines) == PARQUET_ROW_GROUP_ROWS:
             self.flush()
 
     def flush(self) -> None:
-        if not self.rows:
-            return
-        count = len(self.rows)
-        columns = dict(zip(self.FIELDS, zip(*self.rows)))
-        arrays = []
-        for field in PARQUET_SCHEMA:
-            if field.name == "prompt":
-                arrays.append(_messages_array(columns["prompt"]))
-            elif field.name in ("chosen", "rejected"):
-                messages = pa.StructArray.from_arrays(
-                    [pa.array(["assistant"] * count, pa.string()), pa.array(columns[field.name], pa.string())],
-                    fields=list(_MESSAGE),
-                )
-                arrays.append(pa.ListArray.from_arrays(pa.array(range(count + 1), pa.int32()), messages))
-            elif field.name in self.constants:
-                arrays.append(pa.array([self.constants[field.name]] * count, field.type))
-            else:
-                arrays.append(pa.array(columns[field.name], field.type))
-        self.writer.write_table(pa.Table.from_arrays(arrays, schema=PARQUET_SCHEMA), row_group_size=count)
-        self.rows.clear()
+        if self.lines:
+            self.background.submit(self._write_row_group, b"".join(self.lines), self.sampling)
+            self.lines, self.sampling = [], ([], [])
+
+    def _write_row_group(self, jsonl: bytes, sampling: tuple[list[str], list[str]]) -> None:
+        parsed = pa_json.read_json(pa.BufferReader(jsonl), read_options=_JSON_READ, parse_options=_JSON_PARSE)
+        columns = dict(zip(parsed.column_names, parsed.combine_chunks().columns))
+        for name, values in zip(_SAMPLING_FIELDS, sampling):
+            columns[name] = pa.array(values, pa.string())
+        table = pa.Table.from_arrays([columns[field.name] for field in PARQUET_SCHEMA], schema=PARQUET_SCHEMA)
+        self.writer.write_table(table, row_group_size=len(table))
 
     def close(self) -> None:
         self.flush()
+        self.background.submit(self._close)
+
+    def _close(self) -> None:
         self.writer.close()
         _fsync_path(self.path)
 
@@ -409,10 +469,13 @@ def _write_preferences(
 ) -> dict:
     margins = MARGIN_TABLES[options.margin_table]
     is_test = test_items(exportable(comparisons), options)
-    jsonl = {split: _HashingFile(folder / name) for split, name in zip(SPLITS, PREFERENCE_FILES)}
-    hh = {split: _HashingFile(folder / name) for split, name in zip(SPLITS, HH_FILES)}
-    parquet = {split: _ParquetSplit(folder / name, options, split) for split, name in zip(SPLITS, PARQUET_FILES)}
-    dumps, loads, line = orjson.dumps, orjson.loads, _ORJSON_LINE
+    background = _Background()
+    jsonl = {split: _HashingFile(folder / name, background) for split, name in zip(SPLITS, PREFERENCE_FILES)}
+    hh = {split: _HashingFile(folder / name, background) for split, name in zip(SPLITS, HH_FILES)}
+    parquet = {
+        split: _ParquetSplit(folder / name, background) for split, name in zip(SPLITS, PARQUET_FILES)
+    }
+    dumps, loads, line, fragment, sort_keys = orjson.dumps, orjson.loads, _ORJSON_LINE, orjson.Fragment, orjson.OPT_SORT_KEYS
     done = 0
     try:
         for (
@@ -436,45 +499,43 @@ def _write_preferences(
             annotator,
         ) in prefetched(lambda: comparison_rows(comparisons, chunk_size), chunk_size):
             prompt = loads(turns_json)
-            chosen_sampling = loads(chosen_sampling_json) if chosen_sampling_json else {}
-            rejected_sampling = loads(rejected_sampling_json) if rejected_sampling_json else {}
+            # Sorted JSON text once: Parquet keeps it as text, the JSONL line embeds it as is.
+            chosen_sampling = dumps(loads(chosen_sampling_json), option=sort_keys) if chosen_sampling_json else b"{}"
+            rejected_sampling = dumps(loads(rejected_sampling_json), option=sort_keys) if rejected_sampling_json else b"{}"
             split = "test" if is_test(item_id) else "train"
             margin = margins.get(rating, 0.0)
             rating = rating or None
             safety_bin = safety_bin or None
-            out = jsonl[split]
-            out.write(
-                dumps(
-                    {
-                        "prompt": prompt,
-                        "chosen": [{"role": "assistant", "content": chosen_text}],
-                        "rejected": [{"role": "assistant", "content": rejected_text}],
-                        "margin": margin,
-                        "margin_table": options.margin_table,
-                        "rating": rating,
-                        "guideline": guideline,
-                        "chosen_is_safe": chosen_is_safe,
-                        "rejected_is_safe": rejected_is_safe,
-                        "safety_bin": safety_bin,
-                        "comparison_id": comparison_id,
-                        "item_id": item_id,
-                        "annotator": annotator,
-                        "chosen_model": chosen_model,
-                        "chosen_checkpoint": chosen_checkpoint,
-                        "chosen_sampling": chosen_sampling,
-                        "rejected_model": rejected_model,
-                        "rejected_checkpoint": rejected_checkpoint,
-                        "rejected_sampling": rejected_sampling,
-                        "source": source,
-                        "batch": options.batch,
-                        "split": split,
-                    },
-                    option=line,
-                )
+            preference = dumps(
+                {
+                    "prompt": prompt,
+                    "chosen": [{"role": "assistant", "content": chosen_text}],
+                    "rejected": [{"role": "assistant", "content": rejected_text}],
+                    "margin": margin,
+                    "margin_table": options.margin_table,
+                    "rating": rating,
+                    "guideline": guideline,
+                    "chosen_is_safe": chosen_is_safe,
+                    "rejected_is_safe": rejected_is_safe,
+                    "safety_bin": safety_bin,
+                    "comparison_id": comparison_id,
+                    "item_id": item_id,
+                    "annotator": annotator,
+                    "chosen_model": chosen_model,
+                    "chosen_checkpoint": chosen_checkpoint,
+                    "chosen_sampling": fragment(chosen_sampling),
+                    "rejected_model": rejected_model,
+                    "rejected_checkpoint": rejected_checkpoint,
+                    "rejected_sampling": fragment(rejected_sampling),
+                    "source": source,
+                    "batch": options.batch,
+                    "split": split,
+                },
+                option=line,
             )
-            out.rows += 1
+            jsonl[split].add_line(preference)
             context = _transcript(prompt)
-            hh[split].write(
+            hh[split].add_line(
                 dumps(
                     {
                         "chosen": f"{context}\n\nAssistant: {chosen_text}",
@@ -486,24 +547,17 @@ def _write_preferences(
                     option=line,
                 )
             )
-            hh[split].rows += 1
-            parquet[split].add(
-                (
-                    prompt, chosen_text, rejected_text, margin, rating, guideline, chosen_is_safe, rejected_is_safe,
-                    safety_bin, comparison_id, item_id, annotator, chosen_model, chosen_checkpoint,
-                    dumps(chosen_sampling, option=orjson.OPT_SORT_KEYS), rejected_model, rejected_checkpoint,
-                    dumps(rejected_sampling, option=orjson.OPT_SORT_KEYS), source,
-                )
-            )  # fmt: skip
+            parquet[split].add(preference, chosen_sampling.decode(), rejected_sampling.decode())
             done += 1
             if done % chunk_size == 0:
                 on_chunk(done)
         on_chunk(done)
     finally:
-        for handle in (*jsonl.values(), *hh.values()):
-            handle.close()
-        for writer in parquet.values():
-            writer.close()
+        try:
+            for handle in (*jsonl.values(), *hh.values(), *parquet.values()):
+                handle.close()
+        finally:
+            background.close()
     files = {}
     for split in SPLITS:
         for handle in (jsonl[split], hh[split]):
@@ -516,7 +570,8 @@ _DEMONSTRATION_COLUMNS = ("id", "guideline_kind", "text", "source", "turns_json"
 
 
 def _write_sft(demonstrations: QuerySet, folder: Path, options: ExportOptions, chunk_size: int) -> tuple[dict, dict]:
-    out = _HashingFile(folder / SFT_FILE)
+    background = _Background()
+    out = _HashingFile(folder / SFT_FILE, background)
     by_guideline: Counter = Counter()
     rows = (
         demonstrations.annotate(turns_json=Cast(F("item__dialogue__turns"), TextField()))
@@ -528,7 +583,7 @@ def _write_sft(demonstrations: QuerySet, folder: Path, options: ExportOptions, c
         for demonstration_id, guideline, text, source, turns_json, annotator in rows:
             messages = orjson.loads(turns_json)
             messages.append({"role": "assistant", "content": text})
-            out.write(
+            out.add_line(
                 orjson.dumps(
                     {
                         "messages": messages,
@@ -541,10 +596,12 @@ def _write_sft(demonstrations: QuerySet, folder: Path, options: ExportOptions, c
                     option=_ORJSON_LINE,
                 )
             )
-            out.rows += 1
             by_guideline[guideline] += 1
     finally:
-        out.close()
+        try:
+            out.close()
+        finally:
+            background.close()
     return {SFT_FILE: {"rows": out.rows, "sha256": out.sha256.hexdigest()}}, dict(sorted(by_guideline.items()))
 
 
@@ -625,14 +682,12 @@ def write_export(
     on_progress: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Write every export file into `folder` (which must exist and be empty); returns the manifest."""
-    total = comparisons.count()
-    kept = exportable(comparisons).count()
-    excluded = total - kept
+    excluded, counts = comparison_counts(comparisons)
+    kept = sum(counts["guideline"].values())
     report = on_progress or (lambda done, total: None)
     report(0, kept)
     with _no_cyclic_gc():
         files = _write_preferences(comparisons, folder, options, chunk_size, lambda done: report(done, kept))
-    counts = comparison_counts(comparisons)
     counts["split"] = {split: files[name]["rows"] for split, name in zip(SPLITS, PREFERENCE_FILES)}
     sft_files, sft_counts = _write_sft(demonstrations, folder, options, chunk_size)
     files.update(sft_files)

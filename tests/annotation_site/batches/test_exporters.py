@@ -11,6 +11,7 @@ from django.db import connection
 
 from annotation_site.annotation.models import Comparison, Demonstration
 from annotation_site.batches import services
+from annotation_site.batches import exporters
 from annotation_site.batches.exporters import MARGIN_TABLES, item_hash
 from annotation_site.batches.models import Batch, BatchState
 from tests.annotation_site.batches.factories import (
@@ -233,6 +234,45 @@ def test_a_second_export_is_byte_identical_even_after_the_settings_change(settin
     first = {p.name: p.read_bytes() for p in Path(batch.export_path).iterdir()}
     again = {p.name: p.read_bytes() for p in copy.iterdir()}
     assert first == again
+
+
+def test_files_written_in_many_chunks_and_row_groups_hold_the_same_rows(monkeypatch, tmp_path):
+    # Tests have far fewer rows than a chunk (1,000 lines) or a row group (10,000 rows): shrink
+    # both so the export crosses many boundaries, on both splits, and compare with one piece.
+    make_mixed_week(annotators=3, per_annotator=7)
+    make_demonstration()
+    batch = close_and_export()
+    monkeypatch.setattr(exporters._HashingFile, "CHUNK_LINES", 2)
+    monkeypatch.setattr(exporters, "PARQUET_ROW_GROUP_ROWS", 3)
+    services.batch_write_copy(batch=batch, out_dir=tmp_path / "pieces")
+    whole, pieces = Path(batch.export_path), tmp_path / "pieces"
+    for name in ("preferences.train.jsonl", "preferences.test.jsonl", "hh.train.jsonl", "hh.test.jsonl", "sft.jsonl"):
+        assert (pieces / name).read_bytes() == (whole / name).read_bytes(), name
+    for split in ("train", "test"):
+        parquet = pq.ParquetFile(pieces / f"preferences.{split}.parquet")
+        rows = parquet.metadata.num_rows
+        assert rows > 0 and parquet.metadata.num_row_groups == -(-rows // 3)
+        assert parquet.read().to_pylist() == pq.read_table(whole / f"preferences.{split}.parquet").to_pylist()
+        jsonl = read_jsonl(pieces / f"preferences.{split}.jsonl")
+        assert [row["comparison_id"] for row in parquet.read(columns=["comparison_id"]).to_pylist()] == [
+            row["comparison_id"] for row in jsonl
+        ]
+
+
+def test_the_background_writer_runs_jobs_in_order_and_raises_the_first_failure():
+    background = exporters._Background(depth=2)
+    done = []
+    for n in range(5):
+        background.submit(done.append, n)
+
+    def fail():
+        raise OSError("No space left on device")
+
+    background.submit(fail)
+    background.submit(done.append, "after")
+    with pytest.raises(OSError, match="No space left"):
+        background.close()
+    assert done[:5] == [0, 1, 2, 3, 4]
 
 
 def test_pairs_with_the_chosen_response_unsafe_and_the_other_safe_never_appear():
