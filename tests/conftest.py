@@ -50,3 +50,18 @@ def smollm2_dir() -> Path:
     from serving.base_model import prepare_base_model
 
     return prepare_base_model(CACHE_DIR / "smollm2-135m-instruct")
+
+
+@pytest.fixture
+def celery_eager():
+    """Run Celery tasks inline in this test.
+
+    The Celery app reads its configuration once, so changing the Django setting in a test is not
+    seen after an earlier test used the app: the task would go to the broker instead.
+    """
+    from annotation_site.celery import app as celery_app
+
+    previous = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = previous

@@ -68,8 +68,9 @@ def test_an_annotator_written_prompt_is_generated_before_the_pool(tiny_model_dir
     assert pool_item.status == ItemStatus.NEEDS_SAMPLES
 
 
-def test_the_signal_of_a_new_prompt_generates_its_pair_at_once(tiny_model_dir, settings, django_capture_on_commit_callbacks):
-    settings.CELERY_TASK_ALWAYS_EAGER = True
+def test_the_signal_of_a_new_prompt_generates_its_pair_at_once(
+    tiny_model_dir, settings, celery_eager, django_capture_on_commit_callbacks
+):
     settings.GENERATION_READY_TARGET = 0  # the target is met: only the signal asks for this item
     deploy_local(tiny_model_dir)
     annotator = user_create(username="ann", role="annotator", password="pw-123456")
