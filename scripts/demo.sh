@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 BIN=.venv/bin
 HOST="${DEMO_HOST:-127.0.0.1}"
 PORT="${DEMO_PORT:-8000}"
-mkdir -p var/logs
+LOGS="${VAR_DIR:-var}/logs"
+mkdir -p "$LOGS"
 
 $BIN/python manage.py migrate --noinput
 $BIN/python manage.py seed_demo
@@ -16,13 +17,13 @@ $BIN/python manage.py seed_demo
 $BIN/python manage.py setup_demo_serving
 
 # Both queues: in production training runs go to the GPU training worker's "training" queue.
-$BIN/celery -A annotation_site worker --queues celery,training --loglevel=INFO --concurrency=1 >var/logs/worker.log 2>&1 &
+$BIN/celery -A annotation_site worker --queues celery,training --loglevel=INFO --concurrency=1 >"$LOGS/worker.log" 2>&1 &
 WORKER=$!
-$BIN/celery -A annotation_site beat --loglevel=INFO >var/logs/beat.log 2>&1 &
+$BIN/celery -A annotation_site beat --loglevel=INFO >"$LOGS/beat.log" 2>&1 &
 BEAT=$!
 trap 'kill $WORKER $BEAT 2>/dev/null || true' EXIT INT TERM
 
 echo
-echo "Annotation site: http://$HOST:$PORT/   (worker and beat logs in var/logs/)"
+echo "Annotation site: http://$HOST:$PORT/   (worker and beat logs in $LOGS/)"
 echo
 $BIN/python manage.py runserver "$HOST:$PORT"
