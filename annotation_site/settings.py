@@ -147,12 +147,13 @@ ANNOTATE_POLL_MS = env_int("ANNOTATE_POLL_MS", 3000, minimum=250)
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 _celery_dir = VAR_DIR / "celery"
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    for _sub in ("queue", "processed"):
+    for _sub in ("queue", "processed", "control"):
         (_celery_dir / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_celery_dir / "queue"),
         "data_folder_out": str(_celery_dir / "queue"),
         "processed_folder": str(_celery_dir / "processed"),
+        "control_folder": str(_celery_dir / "control"),
         "store_processed": False,
     }
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
@@ -217,13 +218,6 @@ RUN_LAUNCHER = env_str("RUN_LAUNCHER", "")
 # Beat: how often runs whose worker died, or whose enqueue failed, are looked for.
 RUN_WATCHDOG_INTERVAL_S = env_int("RUN_WATCHDOG_INTERVAL_S", 120, minimum=10)
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-}
-
 # --- Generation: keeping the annotation queue filled (generation app) ----------------------------
 # Items kept READY per guideline; the fill task generates samples for waiting prompts until then.
 GENERATION_READY_TARGET = env_int("GENERATION_READY_TARGET", 20, minimum=0)
@@ -260,4 +254,11 @@ LOCAL_ENGINE_BATCH_SIZE = env_int("LOCAL_ENGINE_BATCH_SIZE", 32, minimum=1)
 # http://127.0.0.1:8100/v1) and the model name it serves (default: the checkpoint's path).
 DEMO_VLLM_URL = env_str("DEMO_VLLM_URL", "")
 DEMO_VLLM_MODEL = env_str("DEMO_VLLM_MODEL", "")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+}
 
