@@ -141,7 +141,12 @@ def build_command(config: ServerConfig, python: Path, flavor: str) -> tuple[list
         command = [
             str(python), "-m", "vllm.entrypoints.openai.api_server",
             "--model", config.model_path, "--dtype", config.dtype or "float32",
-        ] + common
+        ] + common + [
+            # The CPU build crashes its engine ("CPU Generator does not use offset") when a request
+            # with a seed is prefilled in chunks: it rewinds the sampler's generator, which CUDA
+            # generators allow and CPU ones do not. Whole-prompt prefill never rewinds.
+            "--no-enable-chunked-prefill", "--max-num-batched-tokens", str(config.max_model_len),
+        ]
         env["VLLM_CPU_KVCACHE_SPACE"] = str(config.cpu_kvcache_space_gb)
         if config.cpu_omp_threads_bind:
             env["VLLM_CPU_OMP_THREADS_BIND"] = config.cpu_omp_threads_bind

@@ -51,6 +51,17 @@ def test_the_same_seed_gives_the_same_answer(tiny_vllm):
     assert first == again != other
 
 
+def test_many_seeded_requests_whose_prompts_overflow_one_prefill_step_all_come_back(tiny_vllm):
+    # 48 prompts of ~200 tokens exceed one scheduler step (2,048 tokens): with chunked prefill the
+    # CPU build crashed its engine on seeded requests ("CPU Generator does not use offset").
+    client = VLLMClient(tiny_vllm.base_url, tiny_vllm.config.model_name)
+    story = " ".join(["the weather is good for travel and a long story about history"] * 16)
+    conversations = [[{"role": "user", "content": f"{i} {story}"}] for i in range(48)]
+    answers = client.chat(conversations, SamplingParams(temperature=1.0, max_tokens=4, n=2, seed=11))
+    assert [len(per_conversation) for per_conversation in answers] == [2] * 48
+    assert client.health().healthy
+
+
 def test_health_is_good_for_the_served_model_and_bad_for_another(tiny_vllm):
     assert VLLMClient(tiny_vllm.base_url, tiny_vllm.config.model_name).health().healthy
     assert not VLLMClient(tiny_vllm.base_url, "not-served").health().healthy

@@ -32,6 +32,8 @@ def test_the_cpu_build_is_started_as_a_module_with_float32_and_its_cpu_settings(
     assert command[command.index("--dtype") + 1] == "float32"
     assert "--enforce-eager" in command and "--tensor-parallel-size" not in command
     assert "serve" not in command
+    assert "--no-enable-chunked-prefill" in command  # seeded requests crash chunked prefill on CPU
+    assert command[command.index("--max-num-batched-tokens") + 1] == str(config.max_model_len)
     assert env == {"VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_CPU_OMP_THREADS_BIND": "0-1"}
 
 
