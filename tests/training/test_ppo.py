@@ -127,3 +127,28 @@ def test_command_line_runs_the_recipe_from_a_yaml_file(setup, tmp_path, capsys):
 def test_shipped_configs_load(name):
     config = load_config(Config, f"training/configs/{name}")
     assert config.kl_beta == 0.01 and config.clip_range == 0.2
+
+
+def test_accelerate_launch_on_two_processes_trains_one_checkpoint(setup, tmp_path):
+    """The multi-GPU path (`accelerate launch -m training.ppo`), on two CPU processes with gloo."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "ppo-ddp"
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "training.ppo",
+        f"model={setup['policy']}", f"data=[{setup['prompts']}]", f"out={out}",
+        f"helpfulness_reward_model={setup['helpfulness']}", f"safety_reward_model={setup['safety']}",
+        "iterations=2", "batch_size=8", "minibatch_size=4", "micro_batch_size=2", "generation_batch_size=4",
+        "forward_batch_size=4", "max_new_tokens=6", "learning_rate=1e-3", "bf16=false",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [row["iteration"] for row in rows] == [1, 2]  # one process writes the metrics
+    assert all(torch.isfinite(torch.tensor(row["reward"])) for row in rows)
+    before, after = load_file(setup["policy"] / "model.safetensors"), load_file(out / "model.safetensors")
+    assert any(not torch.equal(before[name], after[name]) for name in before)
+    assert not out.with_name("ppo-ddp.tmp").exists()
