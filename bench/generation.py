@@ -100,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--enforce-eager", action="store_true", help="skip vLLM's graph compilation (faster start, ~10%% slower)")
     parser.add_argument("--start-timeout", type=float, default=1200, help="seconds to wait for vLLM to start")
     parser.add_argument("--skip-vllm", action="store_true")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="weights of both engines")
     parser.add_argument("--json", default=None, help="also write the results to this file")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[bench] %(message)s")
@@ -121,8 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     from serving.local_engine import LocalEngine
 
     for batch_size in [int(b) for b in args.local_batch_sizes.split(",") if b.strip()]:
-        engine = LocalEngine(model, batch_size=batch_size, threads=args.threads)
-        results["local"].append({**run(engine, f"local engine, batch {batch_size}", params), "batch_size": batch_size})
+        engine = LocalEngine(model, batch_size=batch_size, threads=args.threads, dtype=args.dtype)
+        results["local"].append({**run(engine, f"local engine, batch {batch_size}, {args.dtype}", params), "batch_size": batch_size})
         del engine
 
     if not args.skip_vllm:
@@ -133,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             bind = None if args.omp_threads_bind == "auto" else args.omp_threads_bind
             config = ServerConfig(
                 model_path=str(model), port=free_port(), enforce_eager=args.enforce_eager,
-                cpu_omp_threads_bind=bind, served_model_name="bench",
+                cpu_omp_threads_bind=bind, served_model_name="bench", dtype=args.dtype,
             )
             log = Path(tempfile.mkstemp(prefix="bench-vllm-", suffix=".log")[1])
             print(f"[bench] starting vLLM (log {log}); compiling takes a minute or two ...", flush=True)
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                 with server:
                     client = VLLMClient(server.base_url, "bench", max_concurrency=args.concurrency, timeout_s=600)
                     client.chat([[{"role": "user", "content": "Hello"}]], SamplingParams(max_tokens=8))  # warm-up
-                    label = f"vLLM, {args.concurrency} concurrent, OMP bind {bind or 'default'}"
+                    label = f"vLLM, {args.concurrency} concurrent, OMP bind {bind or 'default'}, {args.dtype}"
                     results["vllm"] = run(client, label, params)
             except LaunchError as error:
                 print(f"[bench] vLLM did not start: {error}", flush=True)

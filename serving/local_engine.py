@@ -22,7 +22,15 @@ logger = logging.getLogger(__name__)
 class LocalEngine:
     engine = "local"
 
-    def __init__(self, checkpoint: str | Path, *, model_name: str | None = None, batch_size: int = 32, threads: int | None = None):
+    def __init__(
+        self,
+        checkpoint: str | Path,
+        *,
+        model_name: str | None = None,
+        batch_size: int = 32,
+        threads: int | None = None,
+        dtype: str = "float32",
+    ):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -43,7 +51,10 @@ class LocalEngine:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         if self.tokenizer.chat_template is None:
             raise ServingError(f"{checkpoint} has no chat template; the local engine serves chat models only")
-        self._model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        if dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"dtype must be float32 or bfloat16, not {dtype!r}")
+        # float32 by default: bfloat16 is faster only on CPUs with bf16 instructions (and GPUs).
+        self._model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
         self._model.eval()
         self._torch = torch
         # End-of-turn ids: the tokenizer's eos plus the generation config's (may be a list).
