@@ -30,13 +30,6 @@ def admin_page(live_server, monkeypatch, settings, tmp_path):
     # "Close now" enqueues the export; run it inline in the request, as this test is about the page.
     previous = celery_app.conf.task_always_eager
     celery_app.conf.task_always_eager = True
-    # A transactional test flushes the database; the accounts app re-grants role permissions on
-    # post_migrate, which runs before the later apps' permissions exist again: grant them now.
-    from django.contrib.auth.models import Group, Permission
-
-    from annotation_site.accounts.roles import sync_role_groups
-
-    sync_role_groups(Group, Permission)
     user_create(username="boss", role="admin", password="pw-123456")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
