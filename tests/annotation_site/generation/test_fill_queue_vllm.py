@@ -20,7 +20,9 @@ def test_the_task_fills_the_queue_from_a_vllm_server(tiny_vllm, tiny_model_dir):
     items = queue_prompts(3)
     result = fill_queue.apply()
     assert result.successful(), result.traceback
-    assert sorted(result.result["generated_item_ids"]) == sorted(item.pk for item in items)
+    # The random tiny model may end an answer at once; an empty answer fails that request and the
+    # task retries (eagerly here), so the items may be READY after more than one attempt.
+    assert set(result.result["generated_item_ids"]) <= {item.pk for item in items}, result.result
     for item in Item.objects.filter(pk__in=[item.pk for item in items]):
         assert item.status == ItemStatus.READY
         for sample in (item.sample_a, item.sample_b):
