@@ -10,7 +10,6 @@ from django.urls import reverse
 
 from annotation_site.batches import services
 from annotation_site.batches.models import Batch, BatchState
-from annotation_site.celery import app as celery_app
 from tests.annotation_site.batches.factories import make_comparison, make_mixed_week, make_user
 
 pytestmark = pytest.mark.django_db
@@ -23,15 +22,6 @@ CLOSE_NOW = "/admin/batches/batch/close-now/"
 def export_root(settings, tmp_path):
     settings.EXPORT_ROOT = tmp_path / "exports"
     return settings.EXPORT_ROOT
-
-
-@pytest.fixture
-def eager_tasks():
-    """Run enqueued exports inline: these tests are about the admin, not the worker (test_worker.py)."""
-    previous = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = previous
 
 
 def logged_in(client, role):
@@ -74,7 +64,7 @@ def test_annotators_are_kept_out_of_the_batch_admin(client):
     assert page.status_code == 302 and "/admin/login/" in page["Location"]
 
 
-def test_close_now_in_the_admin_closes_the_week_and_exports_it(client, eager_tasks, django_capture_on_commit_callbacks):
+def test_close_now_in_the_admin_closes_the_week_and_exports_it(client, celery_eager, django_capture_on_commit_callbacks):
     make_mixed_week(annotators=2, per_annotator=2)
     admin = logged_in(client, "admin")
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
@@ -89,7 +79,7 @@ def test_close_now_in_the_admin_closes_the_week_and_exports_it(client, eager_tas
     assert admin.get(CLOSE_NOW).status_code == 405
 
 
-def test_reexport_action_writes_the_batch_again(client, eager_tasks):
+def test_reexport_action_writes_the_batch_again(client, celery_eager):
     batch = exported_batch()
     before = (Path(batch.export_path) / "manifest.json").read_bytes()
     admin = logged_in(client, "admin")

@@ -10,7 +10,6 @@ import pytest
 from annotation_site.accounts.services import user_create
 from annotation_site.batches import services
 from annotation_site.batches.models import Batch, BatchState
-from annotation_site.celery import app as celery_app
 from tests.annotation_site.batches.factories import make_comparison, make_mixed_week
 from tests.conftest import require
 
@@ -21,15 +20,13 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"
 
 
 @pytest.fixture
-def admin_page(live_server, monkeypatch, settings, tmp_path):
+def admin_page(live_server, monkeypatch, settings, tmp_path, celery_eager):
     require(shutil.which(CHROMIUM) is not None, f"needs Chromium at {CHROMIUM} (make chromium)")
     from playwright.sync_api import sync_playwright
 
     settings.EXPORT_ROOT = tmp_path / "exports"
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs a loop here
-    # "Close now" enqueues the export; run it inline in the request, as this test is about the page.
-    previous = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = True
+    # "Close now" enqueues the export; it runs inline (celery_eager), as this test is about the page.
     user_create(username="boss", role="admin", password="pw-123456")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -42,7 +39,6 @@ def admin_page(live_server, monkeypatch, settings, tmp_path):
         page.wait_for_url("**/admin/batches/batch/")
         yield page
         browser.close()
-    celery_app.conf.task_always_eager = previous
 
 
 def test_an_admin_closes_the_week_and_downloads_the_batch(admin_page, tmp_path):
