@@ -27,6 +27,8 @@ from annotation_site.annotation.serializers import (
     QueueStatusSerializer,
     SkipInputSerializer,
     SkipOutputSerializer,
+    assignment_data,
+    comparison_data,
 )
 from annotation_site.errors import NotFound
 
@@ -58,8 +60,10 @@ def next_item_payload(*, annotator, guideline_kind=None, task_kind=None) -> dict
     counting the queue on every claim would cost more than the claim itself.
     """
     assignment = services.assignment_claim_next(annotator=annotator, guideline_kind=guideline_kind, task_kind=task_kind)
-    queue = None if assignment else selectors.queue_status(annotator=annotator, guideline_kind=guideline_kind)
-    return NextItemOutputSerializer({"assignment": assignment, "queue": queue}).data
+    if assignment is not None:
+        return {"assignment": assignment_data(assignment), "queue": None}
+    queue = selectors.queue_status(annotator=annotator, guideline_kind=guideline_kind)
+    return {"assignment": None, "queue": QueueStatusSerializer(queue).data}
 
 
 def _answer_with_next(request, claim_next: dict | None, answer: dict) -> dict:
@@ -106,7 +110,7 @@ class ComparisonSubmitApi(HotPathApi):
         comparison = services.comparison_submit(
             assignment=_assignment_ref(assignment_id), annotator=request.user, **data
         )
-        return Response(_answer_with_next(request, claim_next, ComparisonOutputSerializer(comparison).data), status=201)
+        return Response(_answer_with_next(request, claim_next, comparison_data(comparison)), status=201)
 
 
 class DemonstrationSubmitApi(HotPathApi):
