@@ -28,7 +28,7 @@ ENV CODE_VERSION=${CODE_VERSION}
 RUN VAR_DIR=/tmp/build-var python manage.py collectstatic --noinput --verbosity 0 && rm -rf /tmp/build-var
 USER rlhf
 EXPOSE 8000
-CMD ["gunicorn", "annotation_site.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--timeout", "120"]
+CMD ["gunicorn", "annotation_site.wsgi:application"]
 
 FROM base AS training
 COPY requirements.txt .

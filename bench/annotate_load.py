@@ -165,11 +165,11 @@ def free_port() -> int:
 
 
 def start_gunicorn(args, env: dict, port: int) -> subprocess.Popen:
+    # gunicorn.conf.py (the production settings) is read from ROOT; the bind and sizes are the bench's.
     command = [
         str(ROOT / ".venv" / "bin" / "gunicorn"), "annotation_site.wsgi:application",
-        "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers),
-        "--worker-class", "gthread", "--threads", str(args.threads), "--keep-alive", "30",
-        "--backlog", "2048", "--log-level", "warning",
+        "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers), "--threads", str(args.threads),
+        "--log-level", "warning",
     ]
     server = subprocess.Popen(command, cwd=ROOT, env=env)
     deadline = time.monotonic() + 30
