@@ -2,7 +2,7 @@
 
 Creates its own database (`bench_annotate` on the server of DATABASE_URL, default
 postgres://postgres@127.0.0.1:5432), migrates it, creates --annotators annotators with API tokens
-and enough ready items, and serves the site with gunicorn (DEBUG off). Then, for each N in
+and enough ready items, and serves the site with gunicorn (gunicorn.conf.py, DEBUG off). Then, for each N in
 --clients (default 1, 8, 32), N simulated annotators run cycles for --duration seconds, each on its
 own keep-alive connection (threads spread over --client-processes load-generator processes). One
 cycle is one item rated. By default (--cycle one-request, what the annotate page does) it is ONE
@@ -16,6 +16,12 @@ With --cycle two-requests it is the older pair of requests, for comparison:
     POST /api/annotate/next/                  (claim: SELECT ... FOR UPDATE SKIP LOCKED)
     POST /api/assignments/<id>/comparison/    (submit)
 
+By default the loop is closed: each annotator starts its next cycle as soon as the last one ends,
+which measures the most the server can do (and, by Little's law, makes the mean latency N divided
+by the cycles/s). With --rate R the N annotators are paced to offer R cycles/s in total, and each
+cycle is timed from when it was due, so the latency at a given load is measured without the load
+generator slowing down with a slow server.
+
 It prints cycles/s and the p50/p95/p99 latency of a whole cycle, the throughput ratio against the
 N=1 baseline measured in the same run and against the target (200 cycles/s, p95 < 100 ms at
 N=32), then checks in the database that no item was over-assigned and that every acknowledged
@@ -23,6 +29,7 @@ submit is stored exactly once. The database is dropped at the end (--keep to kee
 
     .venv/bin/python bench/annotate_load.py
     .venv/bin/python bench/annotate_load.py --clients 32 --workers 3 --threads 16 --duration 20
+    .venv/bin/python bench/annotate_load.py --clients 32 --rate 150     # latency at 150 cycles/s offered
 """
 from __future__ import annotations
 
@@ -31,6 +38,7 @@ import http.client
 import json
 import multiprocessing
 import os
+import random
 import socket
 import statistics
 import subprocess
@@ -61,6 +69,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--cycle", choices=["one-request", "two-requests"], default="one-request",
                         help="one-request: submit claims the next item (as the page does); two-requests: next, then submit")
     parser.add_argument("--client-processes", type=int, default=4, help="load-generator processes (threads spread over them)")
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="paced: offer this many cycles/s in total, spread over the N annotators (0: each "
+                             "annotator starts its next cycle as soon as the last one ends)")
     parser.add_argument("--items", type=int, default=0, help="ready items to create (default: enough for 600 cycles/s)")
     parser.add_argument("--overlap", type=int, default=1, help="annotators per item")
     parser.add_argument("--database", default="bench_annotate")
@@ -193,9 +204,10 @@ class Annotator(threading.Thread):
     (`"next": {}`). "two-requests" cycles: next item, then a plain submit, as before that existed.
     """
 
-    def __init__(self, port: int, token: str, cycle: str, start_at: float, measure_from: float, stop_at: float):
+    def __init__(self, port: int, token: str, cycle: str, start_at: float, measure_from: float, stop_at: float,
+                 interval: float = 0.0):  # fmt: skip
         super().__init__(daemon=True)
-        self.port, self.token, self.cycle = port, token, cycle
+        self.port, self.token, self.cycle, self.interval = port, token, cycle, interval
         self.start_at, self.measure_from, self.stop_at = start_at, measure_from, stop_at
         self.latencies_ms: list[float] = []
         self.comparison_ids: list[int] = []
@@ -223,7 +235,15 @@ class Annotator(threading.Thread):
         while time.monotonic() < self.start_at:
             time.sleep(0.001)
         assignment = None
+        # Paced: cycles are due every `interval` seconds from a random phase; a late cycle is timed
+        # from when it was due (waiting for a busy server counts), so a slow server is not hidden by
+        # the load generator slowing down with it.
+        due = self.start_at + random.uniform(0, self.interval)
         while (started := time.monotonic()) < self.stop_at:
+            if self.interval:
+                if started < due:
+                    time.sleep(due - started)
+                started, due = due, due + self.interval
             try:
                 if assignment is None:  # the first item, every item of a two-request cycle, and after an error
                     assignment = self.next_item(conn)
@@ -253,14 +273,15 @@ class Annotator(threading.Thread):
         conn.close()
 
 
-def run_annotators(port: int, tokens: list[str], cycle: str, start_at: float, measure_from: float, stop_at: float) -> dict:
+def run_annotators(port: int, tokens: list[str], cycle: str, start_at: float, measure_from: float, stop_at: float,
+                   interval: float) -> dict:  # fmt: skip
     """Run one thread per token in this process (a load-generator process); returns what they measured.
 
     The load generator runs on the same 2 cores as the server, so it is kept lean (http.client on
     keep-alive connections, a few processes so no one GIL serialises it) and its CPU is reported.
     """
     cpu_before = time.process_time()
-    threads = [Annotator(port, token, cycle, start_at, measure_from, stop_at) for token in tokens]
+    threads = [Annotator(port, token, cycle, start_at, measure_from, stop_at, interval) for token in tokens]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -299,13 +320,16 @@ def server_cpu_seconds(server: subprocess.Popen, database: str) -> tuple[float, 
     return web, sum(used(process) for process in database_backends)
 
 
-def run_phase(pool, processes: int, port: int, tokens: list[str], clients: int, duration: float, cycle: str) -> dict:
+def run_phase(pool, processes: int, port: int, tokens: list[str], clients: int, duration: float, cycle: str,
+              rate: float) -> dict:  # fmt: skip
     start_at = time.monotonic() + 1.0  # CLOCK_MONOTONIC is system-wide: the processes share it
     measure_from = start_at + 1.0  # one second of warm-up per phase is not measured
     stop_at = measure_from + duration
     processes = min(clients, processes)
     shares = [tokens[i:clients:processes] for i in range(processes)]
-    parts = [f.result() for f in [pool.submit(run_annotators, port, share, cycle, start_at, measure_from, stop_at) for share in shares]]
+    interval = clients / rate if rate else 0.0  # each annotator's time between cycles when paced
+    futures = [pool.submit(run_annotators, port, share, cycle, start_at, measure_from, stop_at, interval) for share in shares]
+    parts = [future.result() for future in futures]
     latencies = [ms for part in parts for ms in part["latencies_ms"]]
     return {
         "clients": clients,
@@ -369,11 +393,13 @@ def main(argv=None) -> int:
             pool = ProcessPoolExecutor(args.client_processes, mp_context=multiprocessing.get_context("spawn"))
             list(pool.map(time.sleep, [0.1] * args.client_processes))  # start the load generators before timing
             results, acknowledged = [], []
-            print(f"cycle: {CYCLES[args.cycle]}; load generator: {args.client_processes} processes", flush=True)
+            pacing = (f"paced: {args.rate:g} cycles/s offered in total, latency timed from when each cycle was due"
+                      if args.rate else "closed loop: each annotator starts the next cycle as soon as the last one ends")
+            print(f"cycle: {CYCLES[args.cycle]}; {pacing}; load generator: {args.client_processes} processes", flush=True)
             print(f"{'N':>3} {'cycles':>7} {'cycles/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'vs N=1':>7}  errors", flush=True)
             for n in clients:
                 web_before, db_before = server_cpu_seconds(server, args.database)
-                result = run_phase(pool, args.client_processes, port, tokens, n, args.duration, args.cycle)
+                result = run_phase(pool, args.client_processes, port, tokens, n, args.duration, args.cycle, args.rate)
                 cycles_all = len(result["comparison_ids"]) or 1
                 web_after, db_after = server_cpu_seconds(server, args.database)
                 result["web_cpu_ms"] = (web_after - web_before) * 1000 / cycles_all
@@ -405,6 +431,10 @@ def main(argv=None) -> int:
               f"(before the load generator's own {last['client_cpu_ms']:.1f} ms)")
         print(f"target at N={last['clients']}: {last['cycles_per_s'] / TARGET_CYCLES_PER_S:.2f}x of {TARGET_CYCLES_PER_S} cycles/s, "
               f"p95 {last['p95']:.1f} ms (target < {TARGET_P95_MS} ms)")
+        if not args.rate:
+            print(f"closed loop (Little's law): mean latency = N / throughput = {1000 * last['clients'] / last['cycles_per_s']:.0f} ms "
+                  f"at N={last['clients']}; a p95 under {TARGET_P95_MS} ms needs more than "
+                  f"{1000 * last['clients'] / TARGET_P95_MS:.0f} cycles/s, or the annotators paced (--rate)")
         print("integrity: " + ("no item over-assigned, every acknowledged submit stored exactly once" if not problems else "; ".join(problems)))
         from django.db import connections
 
