@@ -14,9 +14,12 @@ fsynced: a crash never leaves a half batch.
 """
 from __future__ import annotations
 
+import errno
+import fcntl
 import gc
 import hashlib
 import heapq
+import mmap
 import os
 import queue
 import shutil
@@ -212,44 +215,89 @@ class _Background:
             self.executor.shutdown(wait=True, cancel_futures=True)
 
 
-class _HashingFile:
-    """A binary file of lines, written and hashed a chunk at a time on the background thread,
-    so checksums need no second read of the data and the encoder never waits on the disk."""
+# Linux only; elsewhere the files go through the page cache like any other.
+_O_DIRECT = getattr(os, "O_DIRECT", 0)
 
-    CHUNK_LINES = 1000
+
+def _open_direct(path: str, flags: int) -> int:
+    """An `open()` opener that adds O_DIRECT where the filesystem accepts it."""
+    try:
+        return os.open(path, flags | _O_DIRECT, 0o666)
+    except OSError as error:
+        if error.errno != errno.EINVAL:
+            raise
+        return os.open(path, flags, 0o666)
+
+
+class _HashingFile:
+    """A binary file of lines, hashed and written in large aligned blocks on the background thread,
+    so checksums need no second read of the data and the encoder never waits on the disk.
+
+    Lines are copied straight into page-aligned buffers (no list of lines to join), and the blocks
+    are written with O_DIRECT: copying 3.8 GB into the page cache cost the kernel about 2 of the
+    export's 4 system CPU-seconds per million rows, and the fsync then had gigabytes to flush. Filesystems that refuse
+    O_DIRECT (tmpfs before Linux 6.6) get the same blocks through the page cache. The last,
+    partial block is written after O_DIRECT is cleared, since direct writes must be whole blocks.
+    """
+
+    # A multiple of any disk's block size; a few of these per file bound the memory.
+    BLOCK_BYTES = 4 << 20
+    BLOCKS = 3
 
     def __init__(self, path: Path, background: _Background):
         self.path = path
         self.background = background
-        self.handle = open(path, "wb")
+        self.handle = open(path, "wb", buffering=0, opener=_open_direct)
         self.sha256 = hashlib.sha256()
         self.rows = 0
-        self.lines: list[bytes] = []
+        # Anonymous mmaps are page-aligned, as O_DIRECT needs; the writer hands each back once written.
+        self.free: queue.SimpleQueue[mmap.mmap] = queue.SimpleQueue()
+        for _ in range(self.BLOCKS):
+            self.free.put(mmap.mmap(-1, self.BLOCK_BYTES))
+        self.block = self.free.get()
+        self.used = 0
 
     def add_line(self, line: bytes) -> None:
-        self.lines.append(line)
         self.rows += 1
-        if len(self.lines) == self.CHUNK_LINES:
-            self.flush()
+        end = self.used + len(line)
+        if end <= self.BLOCK_BYTES:
+            self.block[self.used : end] = line
+            self.used = end
+        else:
+            self._add_across_blocks(line)
 
-    def flush(self) -> None:
-        if self.lines:
-            self.background.submit(self._write, b"".join(self.lines))
-            self.lines = []
+    def _add_across_blocks(self, line: bytes) -> None:
+        rest = memoryview(line)
+        while rest:
+            if self.used == self.BLOCK_BYTES:
+                self.background.submit(self._write, self.block, self.used)
+                self.block, self.used = self.free.get(), 0
+            taken = min(len(rest), self.BLOCK_BYTES - self.used)
+            self.block[self.used : self.used + taken] = rest[:taken]
+            self.used += taken
+            rest = rest[taken:]
 
-    def _write(self, data: bytes) -> None:
-        self.handle.write(data)
-        self.sha256.update(data)
+    def _write(self, block: mmap.mmap, size: int) -> None:
+        with memoryview(block) as view:
+            data = view[:size]
+            self.sha256.update(data)
+            if size % self.BLOCK_BYTES:
+                descriptor = self.handle.fileno()
+                fcntl.fcntl(descriptor, fcntl.F_SETFL, fcntl.fcntl(descriptor, fcntl.F_GETFL) & ~_O_DIRECT)
+            while data:
+                data = data[self.handle.write(data) :]
+        self.free.put(block)
 
     def close(self) -> None:
-        """Queue the rest and the fsync; the file is complete once the background has closed."""
-        self.flush()
+        """Queue the last block and the fsync; the file is complete once the background has closed."""
+        self.background.submit(self._write, self.block, self.used)
         self.background.submit(self._close)
 
     def _close(self) -> None:
-        self.handle.flush()
         os.fsync(self.handle.fileno())
         self.handle.close()
+        while not self.free.empty():
+            self.free.get().close()
 
 
 def _file_sha256(path: Path) -> str:
