@@ -29,6 +29,7 @@ from annotation_site.annotation.serializers import (
     SkipOutputSerializer,
     assignment_data,
     comparison_data,
+    comparison_input,
 )
 from annotation_site.errors import NotFound
 
@@ -105,7 +106,7 @@ class AssignmentDetailApi(APIView):
 class ComparisonSubmitApi(HotPathApi):
     @extend_schema(request=ComparisonInputSerializer, responses=ComparisonOutputSerializer, summary="Submit your comparison")
     def post(self, request, assignment_id: int):
-        data = _valid(ComparisonInputSerializer, request.data)
+        data = comparison_input(request.data)
         claim_next = data.pop("next")
         comparison = services.comparison_submit(
             assignment=_assignment_ref(assignment_id), annotator=request.user, **data

@@ -6,6 +6,10 @@ from rest_framework import serializers
 from annotation_site.annotation.models import GuidelineKind, Rating, TaskKind
 
 
+# The largest time a comparison or demonstration stores (the database column is a 4-byte integer).
+MAX_ACTIVE_MS = 2**31 - 1
+
+
 class TurnSerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=["user", "assistant"])
     content = serializers.CharField(trim_whitespace=False)
@@ -131,9 +135,60 @@ class ComparisonInputSerializer(serializers.Serializer):
     response_a_is_safe = serializers.BooleanField(required=False, allow_null=True, default=None)
     response_b_is_safe = serializers.BooleanField(required=False, allow_null=True, default=None)
     active_ms = serializers.IntegerField(
-        required=False, allow_null=True, default=None, min_value=0, help_text="Active time on the item, measured by the client."
+        required=False,
+        allow_null=True,
+        default=None,
+        min_value=0,
+        max_value=MAX_ACTIVE_MS,
+        help_text="Active time on the item, measured by the client.",
     )
     next = claim_next_input()
+
+
+_COMPARISON_INPUT_KEYS = frozenset(ComparisonInputSerializer._declared_fields)
+_CLAIM_NEXT_CHOICES = {"guideline_kind": frozenset(GuidelineKind.values), "task_kind": frozenset(TaskKind.values)}
+
+
+def comparison_input(data) -> dict:
+    """`ComparisonInputSerializer(data=data)`'s validated data (raising its ValidationError).
+
+    The well-formed submit every rated item sends is checked here directly: the serializer costs
+    ~0.35 ms a request (it deep-copies its fields, the nested "next" among them), a tenth of the
+    site's CPU per item. Anything else (a string for a boolean, an unknown key, any error) goes
+    through the serializer, so what it accepts and every error message stay the serializer's; the
+    tests check both give the same.
+    """
+    if type(data) is dict and data.keys() <= _COMPARISON_INPUT_KEYS:
+        chosen, rating, active_ms = data.get("chosen"), data.get("rating"), data.get("active_ms")
+        labels = (data.get("response_a_is_safe"), data.get("response_b_is_safe"))
+        claim_next = data.get("next")
+        if (
+            chosen in ("A", "B")
+            and rating in Rating.values
+            and all(label is None or type(label) is bool for label in labels)
+            and (active_ms is None or (type(active_ms) is int and 0 <= active_ms <= MAX_ACTIVE_MS))
+            and (
+                claim_next is None
+                or (
+                    type(claim_next) is dict
+                    and all(
+                        type(value) is str and value in _CLAIM_NEXT_CHOICES.get(key, ())
+                        for key, value in claim_next.items()
+                    )
+                )
+            )
+        ):
+            return {
+                "chosen": chosen,
+                "rating": rating,
+                "response_a_is_safe": labels[0],
+                "response_b_is_safe": labels[1],
+                "active_ms": active_ms,
+                "next": None if claim_next is None else dict(claim_next),
+            }
+    serializer = ComparisonInputSerializer(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
 
 
 class ComparisonOutputSerializer(serializers.Serializer):
@@ -166,7 +221,7 @@ class SkipOutputSerializer(serializers.Serializer):
 
 class DemonstrationInputSerializer(serializers.Serializer):
     text = serializers.CharField(trim_whitespace=False)
-    active_ms = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=0)
+    active_ms = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=0, max_value=MAX_ACTIVE_MS)
     next = claim_next_input()
 
 

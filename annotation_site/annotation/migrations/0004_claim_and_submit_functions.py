@@ -80,7 +80,7 @@ $$;
 
 SUBMIT_COMPARISON = """
 CREATE OR REPLACE FUNCTION annotation_submit_comparison(
-    p_assignment bigint, p_annotator integer, p_chosen text, p_rating text, p_active_ms integer, p_now timestamptz,
+    p_assignment bigint, p_annotator integer, p_chosen text, p_rating text, p_active_ms bigint, p_now timestamptz,
     -- What the caller decided for either kind of item (services.comparison_submit): the labels and
     -- bin of a safety item or the reason to refuse it, and the reason to refuse a helpfulness item.
     p_chosen_is_safe boolean, p_rejected_is_safe boolean, p_safety_bin text, p_safety_refusal text,
@@ -163,9 +163,8 @@ BEGIN
             CASE WHEN p_chosen = 'A' THEN shown_a ELSE shown_b END,
             CASE WHEN p_chosen = 'A' THEN shown_b ELSE shown_a END,
             p_rating, CASE WHEN a.flipped THEN 'ba' ELSE 'ab' END, chosen_is_safe, rejected_is_safe, bin,
-            -- the client's active time, never more than the wall time since the claim
-            LEAST(COALESCE(p_active_ms, 2147483647),
-                  GREATEST(0, trunc(extract(epoch FROM p_now - a.claimed_at) * 1000))::integer),
+            -- the client's active time, never more than the wall time since the claim (nor the column's range)
+            LEAST(p_active_ms, GREATEST(0, trunc(extract(epoch FROM p_now - a.claimed_at) * 1000)), 2147483647)::integer,
             'annotation', p_now)
     RETURNING * INTO comparison;
     UPDATE annotation_assignment SET status = 'submitted', finished_at = p_now WHERE id = a.id;
@@ -189,7 +188,7 @@ $$;
 DROP = """
 DROP FUNCTION IF EXISTS annotation_claim_next(integer, text[], text, timestamptz, timestamptz, boolean);
 DROP FUNCTION IF EXISTS annotation_submit_comparison(
-    bigint, integer, text, text, integer, timestamptz, boolean, boolean, text, text, text);
+    bigint, integer, text, text, bigint, timestamptz, boolean, boolean, text, text, text);
 """
 
 

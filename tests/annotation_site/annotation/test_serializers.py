@@ -1,19 +1,62 @@
 """The hot path's hand-built answers are the serializers' answers (the serializers define the schema)."""
 import pytest
 from django.db import connection
+from rest_framework.exceptions import ValidationError
 
 from annotation_site.accounts.authentication import TOKEN_USER_ROW
 from annotation_site.annotation import services
 from annotation_site.annotation.models import Assignment, Guideline
 from annotation_site.annotation.serializers import (
     AssignmentOutputSerializer,
+    ComparisonInputSerializer,
     ComparisonOutputSerializer,
     assignment_data,
     comparison_data,
+    comparison_input,
 )
 from tests.annotation_site.annotation.factories import make_annotator, make_demonstration_item, make_ready_item
 
 pytestmark = pytest.mark.django_db
+
+SUBMITS_ACCEPTED = [
+    {"chosen": "A", "rating": "better"},
+    {"chosen": "B", "rating": "negligibly_better", "response_a_is_safe": True, "response_b_is_safe": False, "active_ms": 0, "next": {}},
+    {"chosen": "A", "rating": "slightly_better", "active_ms": 1000, "next": {"guideline_kind": "safety", "task_kind": "comparison"}},
+    {"chosen": "A", "rating": "significantly_better", "next": None, "active_ms": None, "response_a_is_safe": None},
+    # shapes the direct check leaves to the serializer, which accepts them
+    {"chosen": "A", "rating": "better", "response_a_is_safe": "true", "response_b_is_safe": 0, "active_ms": "15"},
+    {"chosen": "A", "rating": "better", "unknown": 1, "next": {"other": "x"}},
+]
+SUBMITS_REFUSED = [
+    {"chosen": "C", "rating": "better"},
+    {"chosen": "a", "rating": "better"},
+    {"chosen": "A"},
+    {"chosen": "A", "rating": "best"},
+    {"chosen": "A", "rating": "better", "active_ms": -1},
+    {"chosen": "A", "rating": "better", "active_ms": 2**31},
+    {"chosen": "A", "rating": "better", "active_ms": True},
+    {"chosen": "A", "rating": "better", "response_b_is_safe": "maybe"},
+    {"chosen": "A", "rating": "better", "next": {"guideline_kind": ["safety"]}},
+    {"chosen": "A", "rating": "better", "next": {"task_kind": "essay"}},
+    {"chosen": "A", "rating": "better", "next": "soon"},
+    [],
+]
+
+
+@pytest.mark.parametrize("data", SUBMITS_ACCEPTED)
+def test_the_direct_submit_check_accepts_what_the_serializer_accepts(data):
+    serializer = ComparisonInputSerializer(data=data)
+    assert serializer.is_valid(), serializer.errors
+    assert comparison_input(data) == serializer.validated_data
+
+
+@pytest.mark.parametrize("data", SUBMITS_REFUSED)
+def test_the_direct_submit_check_refuses_what_the_serializer_refuses_with_its_errors(data):
+    serializer = ComparisonInputSerializer(data=data)
+    assert not serializer.is_valid()
+    with pytest.raises(ValidationError) as refused:
+        comparison_input(data)
+    assert refused.value.detail == serializer.errors
 
 
 @pytest.mark.parametrize("flipped", [False, True])
