@@ -131,6 +131,23 @@ def test_hh_transcripts_and_sft_demonstrations_follow_their_formats():
     ]
 
 
+def test_every_exported_line_has_its_keys_sorted_at_every_level():
+    # Sorted keys make the bytes independent of how a row was built; the encoder writes them in
+    # that order itself rather than asking orjson to sort each row.
+    make_mixed_week(annotators=2, per_annotator=4)
+    make_demonstration()
+    folder = Path(close_and_export().export_path)
+
+    def sorted_object(pairs):
+        keys = [key for key, _ in pairs]
+        assert keys == sorted(keys)
+        return dict(pairs)
+
+    for name in ("preferences.train.jsonl", "preferences.test.jsonl", "hh.train.jsonl", "hh.test.jsonl", "sft.jsonl"):
+        for line in (folder / name).read_text(encoding="utf-8").splitlines():
+            json.loads(line, object_pairs_hook=sorted_object)
+
+
 def test_manifest_counts_and_checksums_describe_the_files():
     made = make_mixed_week(annotators=3, per_annotator=4)
     make_demonstration()
