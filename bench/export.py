@@ -7,8 +7,9 @@ compared across batch sizes. The data is kept and reused by later runs with the 
 
 Then, in this one run:
 - the export (`batch_write_copy`: every file of a batch folder, jsonl + parquet + HH + manifest)
-  of the small and of the big batch: rows/s, peak RSS above the baseline and the CPU time of the
-  export process (all its threads: encoder, database reader, background writer);
+  of the small and of the big batch: rows/s, peak RSS above the baseline, the CPU time of the
+  export process (all its threads: encoder, database reader, background writer) and, when the
+  server runs on this machine, of the PostgreSQL backends that serve it (the joined read);
 - the naive baseline: a plain ORM loop over the big batch (`for c in Comparison.objects.filter(...)`
   with attribute access to the related rows and json.dumps per row, writing the train jsonl only)
   on the first --naive-rows comparisons; its time and memory are extrapolated linearly to the
@@ -225,7 +226,9 @@ def fill(args) -> None:
     with connection.cursor() as cursor:
         for table in ("annotation_dialogue", "annotation_sample", "annotation_item", "annotation_comparison"):
             cursor.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT MAX(id) FROM {table}))")
-            cursor.execute(f"ANALYZE {table}")
+            # As autovacuum would have by export time (it may be off on a development server): else
+            # the first export after a fill also pays for setting every row's hint bits.
+            cursor.execute(f"VACUUM ANALYZE {table}")
 
 
 # --- measuring ----------------------------------------------------------------------------------
@@ -259,16 +262,58 @@ class PeakRss:
         return (self.peak - self.baseline) / 2**20
 
 
-def measure_export(week: str, out: Path) -> tuple[float, float, int, float]:
+class DatabaseCpu:
+    """CPU time of the PostgreSQL backends serving `database`, when the server runs on this machine.
+
+    The export's reader is a backend of its own, so its CPU is not in the export process's figure;
+    backends are sampled every 250 ms (they exit when their connection closes) and summed.
+    """
+
+    def __init__(self, database: str):
+        self.marker = f" {database} "
+        self.seen: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._sample()
+        self.baseline = dict(self.seen)
+
+    def _sample(self):
+        for process in psutil.process_iter(["cmdline", "cpu_times"]):
+            if self.marker in " ".join(process.info["cmdline"] or []) + " " and process.info["cpu_times"]:
+                times = process.info["cpu_times"]
+                self.seen[process.pid] = times.user + times.system
+
+    def _run(self):
+        while not self._stop.wait(0.25):
+            self._sample()
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    @property
+    def seconds(self) -> float | None:
+        """None where no backend was seen: the server is on another machine."""
+        if not self.seen:
+            return None
+        return sum(cpu - self.baseline.get(pid, 0.0) for pid, cpu in self.seen.items())
+
+
+def measure_export(week: str, out: Path, database: str) -> tuple[float, float, int, float, float | None]:
     from annotation_site.batches import services
     from annotation_site.batches.models import Batch
 
     batch = Batch.objects.get(week=week)
-    with PeakRss() as memory:
+    with PeakRss() as memory, DatabaseCpu(database) as database_cpu:
         started, cpu_started = time.perf_counter(), time.process_time()
         manifest = services.batch_write_copy(batch=batch, out_dir=out)
         seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
-    return seconds, memory.above_baseline_mib, manifest["comparisons"], cpu_seconds
+    return seconds, memory.above_baseline_mib, manifest["comparisons"], cpu_seconds, database_cpu.seconds
 
 
 def naive_export(week: str, limit: int, out: Path) -> tuple[float, float, int]:
@@ -323,12 +368,21 @@ def measure_in_child(args, kind: str, week: str, out: Path, limit: int = 0) -> d
 def measure(args) -> None:
     """Child process: one export (or the naive loop) on an already filled database; prints JSON."""
     if args._measure == "export":
-        seconds, mib, rows, cpu_seconds = measure_export(args._week, Path(args._out))
+        seconds, mib, rows, cpu_seconds, database_cpu_seconds = measure_export(args._week, Path(args._out), args.database)
     else:
+        database_cpu_seconds = None
         started_cpu = time.process_time()
         seconds, mib, rows = naive_export(args._week, args._limit, Path(args._out))
         cpu_seconds = time.process_time() - started_cpu
-    print(json.dumps({"seconds": seconds, "mib": mib, "rows": rows, "cpu_seconds": cpu_seconds}))
+    print(
+        json.dumps(
+            {"seconds": seconds, "mib": mib, "rows": rows, "cpu_seconds": cpu_seconds, "database_cpu_seconds": database_cpu_seconds}
+        )
+    )
+
+
+def _seconds(value: float | None) -> str:
+    return "not measured (server on another machine)" if value is None else f"{value:.1f} s"
 
 
 def main(argv=None) -> None:
@@ -348,7 +402,8 @@ def main(argv=None) -> None:
             print(
                 f"  {label:12s} {result['rows']:>9,} rows  {result['seconds']:7.1f} s"
                 f"  {result['rows'] / result['seconds']:>9,.0f} rows/s  peak +{result['mib']:6.1f} MiB"
-                f"  (its CPU: {result['cpu_seconds']:.1f} s, {result['rows'] / result['cpu_seconds']:,.0f} rows per CPU second)"
+                f"  (its CPU: {result['cpu_seconds']:.1f} s, {result['rows'] / result['cpu_seconds']:,.0f} rows per CPU second;"
+                f" PostgreSQL's: {_seconds(result['database_cpu_seconds'])})"
             )
         naive = measure_in_child(args, "naive", BIG_WEEK, scratch / "naive.jsonl", limit=args.naive_rows)
         big = results["big batch"]
