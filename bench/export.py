@@ -278,8 +278,9 @@ class DatabaseCpu:
         self.baseline = dict(self.seen)
 
     def _sample(self):
-        for process in psutil.process_iter(["cmdline", "cpu_times"]):
-            if self.marker in " ".join(process.info["cmdline"] or []) + " " and process.info["cpu_times"]:
+        for process in psutil.process_iter(["name", "cmdline", "cpu_times"]):
+            backend = process.info["name"] == "postgres" and self.marker in " ".join(process.info["cmdline"] or []) + " "
+            if backend and process.info["cpu_times"]:
                 times = process.info["cpu_times"]
                 self.seen[process.pid] = times.user + times.system
 
