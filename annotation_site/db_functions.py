@@ -24,10 +24,6 @@ class RowReads:
         # Resolved on first use, once the app registry is ready.
         return [(alias, model, [model._meta.get_field(name) for name in names]) for alias, model, names in self.reads]
 
-    @property
-    def width(self) -> int:
-        return sum(len(fields) for _alias, _model, fields in self.fields)
-
     def column_names(self) -> list[str]:
         """`alias_column` for each column, as the functions name their output."""
         return [f"{alias}_{field.column}" for alias, _model, fields in self.fields for field in fields]

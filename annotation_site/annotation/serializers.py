@@ -1,6 +1,7 @@
 """Input and output shapes of the annotation API, one pair per operation."""
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from annotation_site.annotation.models import GuidelineKind, Rating, TaskKind
@@ -39,12 +40,9 @@ class AssignmentOutputSerializer(serializers.Serializer):
     claimed_at = serializers.DateTimeField()
     expires_at = serializers.DateTimeField()
 
+    @extend_schema_field(ShownResponseSerializer(many=True))
     def get_responses(self, assignment) -> list[dict]:
-        item = assignment.item
-        if item.task_kind != TaskKind.COMPARISON:
-            return []
-        first, second = (item.sample_b, item.sample_a) if assignment.flipped else (item.sample_a, item.sample_b)
-        return ShownResponseSerializer([{"label": "A", "text": first.text}, {"label": "B", "text": second.text}], many=True).data
+        return shown_responses(assignment)
 
 
 # The hot path builds the answers of AssignmentOutputSerializer and ComparisonOutputSerializer
@@ -54,13 +52,19 @@ class AssignmentOutputSerializer(serializers.Serializer):
 _DATETIME = serializers.DateTimeField()
 
 
+def shown_responses(assignment) -> list[dict]:
+    """The two responses as this annotator sees them (in the assignment's drawn order); none for a
+    demonstration item."""
+    item = assignment.item
+    if item.task_kind != TaskKind.COMPARISON:
+        return []
+    first, second = (item.sample_b, item.sample_a) if assignment.flipped else (item.sample_a, item.sample_b)
+    return [{"label": "A", "text": first.text}, {"label": "B", "text": second.text}]
+
+
 def assignment_data(assignment) -> dict:
     """`AssignmentOutputSerializer(assignment).data`, built directly."""
     item, guideline = assignment.item, assignment.guideline
-    responses = []
-    if item.task_kind == TaskKind.COMPARISON:
-        first, second = (item.sample_b, item.sample_a) if assignment.flipped else (item.sample_a, item.sample_b)
-        responses = [{"label": "A", "text": first.text}, {"label": "B", "text": second.text}]
     return {
         "id": assignment.id,
         "status": assignment.status,
@@ -68,7 +72,7 @@ def assignment_data(assignment) -> dict:
         "guideline_kind": item.guideline_kind,
         "guideline": {"kind": guideline.kind, "version": guideline.version, "title": guideline.title} if guideline else None,
         "dialogue": [{"role": turn["role"], "content": turn["content"]} for turn in item.dialogue.turns],
-        "responses": responses,
+        "responses": shown_responses(assignment),
         "claimed_at": _DATETIME.to_representation(assignment.claimed_at),
         "expires_at": _DATETIME.to_representation(assignment.expires_at),
     }
