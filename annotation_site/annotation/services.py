@@ -429,6 +429,11 @@ def _retake_expired_slot(locked: Assignment) -> None:
         raise Conflict(CLAIM_TAKEN)
 
 
+def _refuse_negative_time(active_ms: int | None) -> None:
+    if active_ms is not None and active_ms < 0:
+        raise ApplicationError("Time spent cannot be negative.")
+
+
 def _time_spent_ms(locked: Assignment, active_ms: int | None, now: dt.datetime) -> int:
     """The client's active time on the item, never more than the wall time since the claim."""
     wall_ms = max(0, int((now - locked.claimed_at).total_seconds() * 1000))
@@ -496,10 +501,15 @@ def _safety_outcomes(chosen: str, response_a_is_safe: bool | None, response_b_is
     return SafetyOutcome(chosen_is_safe, rejected_is_safe, safety_bin), on_helpfulness
 
 
-# What `annotation_submit_comparison` (migration 0004) returns after its outcome and detail.
-_SUBMIT_COLUMNS = (
-    "id", "assignment_id", "item_id", "chosen_id", "rejected_id", "rating", "shown_order", "chosen_is_safe",
-    "rejected_is_safe", "safety_bin", "time_spent_ms", "created_at",
+# What `annotation_submit_comparison` (migration 0004) returns after its outcome and detail: the
+# comparison, and the item's sample ids, which tell which shown response was chosen without a query
+# (its other fields load on first use, as deferred fields do).
+SUBMIT_ROW = RowReads(
+    ("c", Comparison, (
+        "id", "assignment", "item", "chosen", "rejected", "rating", "shown_order", "chosen_is_safe",
+        "rejected_is_safe", "safety_bin", "time_spent_ms", "created_at",
+    )),
+    ("i", Item, ("id", "sample_a", "sample_b")),
 )  # fmt: skip
 
 
@@ -516,7 +526,7 @@ def _submit_comparison_in_one_call(*, assignment_id: int, annotator_id: int, cho
     # One statement: in autocommit it is its own transaction, with no BEGIN and COMMIT round trips.
     with connection.cursor() as cursor:
         cursor.execute("SELECT * FROM annotation_submit_comparison(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", params)
-        outcome, detail, *values, sample_a_id, sample_b_id = cursor.fetchone()
+        outcome, detail, *row = cursor.fetchone()
     if outcome == "not_found":
         raise NotFound("No such assignment of yours.")
     if outcome == "wrong_task":
@@ -527,10 +537,9 @@ def _submit_comparison_in_one_call(*, assignment_id: int, annotator_id: int, cho
         raise Conflict(CLAIM_TAKEN)
     if outcome == "refused":
         raise ApplicationError(detail)
-    comparison = Comparison.from_db(connection.alias, _SUBMIT_COLUMNS, values)
-    # The item's sample ids let callers tell which shown response was chosen without a query; its
-    # other fields load on first use, as deferred fields do.
-    comparison.item = Item.from_db(connection.alias, ["id", "sample_a_id", "sample_b_id"], [comparison.item_id, sample_a_id, sample_b_id])
+    loaded = SUBMIT_ROW.instances(row)
+    comparison = loaded["c"]
+    comparison.item = loaded["i"]
     return comparison
 
 
@@ -555,8 +564,7 @@ def comparison_submit(
         raise ApplicationError('Choose the better response: "A" or "B".')
     if rating not in Rating.values:
         raise ApplicationError(f'Unknown rating "{rating}": use one of {", ".join(Rating.values)}.')
-    if active_ms is not None and active_ms < 0:
-        raise ApplicationError("Time spent cannot be negative.")
+    _refuse_negative_time(active_ms)
     on_safety, on_helpfulness = _safety_outcomes(chosen, response_a_is_safe, response_b_is_safe)
     now = timezone.now()
     if connection.vendor == "postgresql":
@@ -601,8 +609,7 @@ def demonstration_submit(*, assignment: Assignment, annotator, text: str, active
         raise ApplicationError("Write the ideal response before submitting.")
     if len(text) > MAX_MESSAGE_CHARS:
         raise ApplicationError(f"The response is longer than {MAX_MESSAGE_CHARS} characters.")
-    if active_ms is not None and active_ms < 0:
-        raise ApplicationError("Time spent cannot be negative.")
+    _refuse_negative_time(active_ms)
     now = timezone.now()
     with transaction.atomic():
         locked, existing = _lock_for_answer(assignment=assignment, annotator=annotator, task_kind=TaskKind.DEMONSTRATION)

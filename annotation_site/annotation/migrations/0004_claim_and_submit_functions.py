@@ -86,22 +86,23 @@ CREATE OR REPLACE FUNCTION annotation_submit_comparison(
     p_chosen_is_safe boolean, p_rejected_is_safe boolean, p_safety_bin text, p_safety_refusal text,
     p_helpfulness_refusal text
 ) RETURNS TABLE (
-    outcome text, detail text, c_id bigint, c_assignment_id bigint, c_item_id bigint, c_chosen_id bigint,
-    c_rejected_id bigint, c_rating text, c_shown_order text, c_chosen_is_safe boolean, c_rejected_is_safe boolean,
-    c_safety_bin text, c_time_spent_ms integer, c_created_at timestamptz, i_sample_a_id bigint, i_sample_b_id bigint
+    outcome text, detail text,
+    -- In the order of services.SUBMIT_ROW; null unless the outcome is 'stored' or 'existing'.
+    c_id bigint, c_assignment_id bigint, c_item_id bigint, c_chosen_id bigint, c_rejected_id bigint, c_rating text,
+    c_shown_order text, c_chosen_is_safe boolean, c_rejected_is_safe boolean, c_safety_bin text,
+    c_time_spent_ms integer, c_created_at timestamptz,
+    i_id bigint, i_sample_a_id bigint, i_sample_b_id bigint
 ) LANGUAGE plpgsql AS $$
 -- outcome: 'stored', 'existing' (a double submit: the first comparison), 'not_found', 'wrong_task'
 -- (detail: the item's task kind), 'skipped', 'taken' (expired and the slot went to someone else),
 -- 'refused' (detail: the caller's message). Nothing is written unless the outcome is 'stored'.
+-- Every exit returns the one row of the output columns set so far (the others are null).
 DECLARE
     a record;
     shown_a bigint;
     shown_b bigint;
-    chosen_is_safe boolean;
-    rejected_is_safe boolean;
-    bin text;
+    safety_item boolean;
     refusal text;
-    comparison record;
     submitted integer;
 BEGIN
     SELECT asg.id, asg.status, asg.flipped, asg.claimed_at, asg.guideline_id, asg.item_id,
@@ -111,45 +112,41 @@ BEGIN
      WHERE asg.id = p_assignment AND asg.annotator_id = p_annotator
        FOR UPDATE OF asg;
     IF NOT FOUND THEN
-        RETURN QUERY SELECT 'not_found'::text, NULL::text, NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint,
-            NULL::bigint, NULL::text, NULL::text, NULL::boolean, NULL::boolean, NULL::text, NULL::integer,
-            NULL::timestamptz, NULL::bigint, NULL::bigint;
+        outcome := 'not_found';
+        RETURN NEXT;
         RETURN;
     END IF;
-    IF a.task_kind <> 'comparison' OR a.status = 'skipped' THEN
-        RETURN QUERY SELECT CASE WHEN a.task_kind <> 'comparison' THEN 'wrong_task' ELSE 'skipped' END,
-            a.task_kind::text, NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint, NULL::text,
-            NULL::text, NULL::boolean, NULL::boolean, NULL::text, NULL::integer, NULL::timestamptz, a.sample_a_id,
-            a.sample_b_id;
-        RETURN;
-    END IF;
-    IF a.status = 'submitted' THEN
-        RETURN QUERY SELECT 'existing'::text, NULL::text, c.id, c.assignment_id, c.item_id, c.chosen_id, c.rejected_id,
-            c.rating::text, c.shown_order::text, c.chosen_is_safe, c.rejected_is_safe, c.safety_bin::text,
-            c.time_spent_ms, c.created_at, a.sample_a_id, a.sample_b_id
+    i_id := a.item_id; i_sample_a_id := a.sample_a_id; i_sample_b_id := a.sample_b_id;
+    IF a.task_kind <> 'comparison' THEN
+        outcome := 'wrong_task'; detail := a.task_kind;
+    ELSIF a.status = 'skipped' THEN
+        outcome := 'skipped';
+    ELSIF a.status = 'submitted' THEN
+        outcome := 'existing';
+        SELECT c.id, c.assignment_id, c.item_id, c.chosen_id, c.rejected_id, c.rating, c.shown_order,
+               c.chosen_is_safe, c.rejected_is_safe, c.safety_bin, c.time_spent_ms, c.created_at
+          INTO c_id, c_assignment_id, c_item_id, c_chosen_id, c_rejected_id, c_rating, c_shown_order,
+               c_chosen_is_safe, c_rejected_is_safe, c_safety_bin, c_time_spent_ms, c_created_at
           FROM annotation_comparison c WHERE c.assignment_id = a.id;
+    END IF;
+    IF outcome IS NOT NULL THEN
+        RETURN NEXT;
         RETURN;
     END IF;
 
-    IF a.guideline_kind = 'safety' THEN
-        chosen_is_safe := p_chosen_is_safe; rejected_is_safe := p_rejected_is_safe; bin := p_safety_bin;
-        refusal := p_safety_refusal;
-    ELSE
-        chosen_is_safe := NULL; rejected_is_safe := NULL; bin := ''; refusal := p_helpfulness_refusal;
-    END IF;
+    safety_item := a.guideline_kind = 'safety';
+    refusal := CASE WHEN safety_item THEN p_safety_refusal ELSE p_helpfulness_refusal END;
     IF refusal IS NOT NULL THEN
-        RETURN QUERY SELECT 'refused'::text, refusal, NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint,
-            NULL::bigint, NULL::text, NULL::text, NULL::boolean, NULL::boolean, NULL::text, NULL::integer,
-            NULL::timestamptz, a.sample_a_id, a.sample_b_id;
+        outcome := 'refused'; detail := refusal;
+        RETURN NEXT;
         RETURN;
     END IF;
     IF a.status = 'expired' THEN
         -- A late submit of an expired claim is accepted while the item still has a free slot.
         UPDATE annotation_item SET open_slots = open_slots - 1 WHERE id = a.item_id AND open_slots > 0;
         IF NOT FOUND THEN
-            RETURN QUERY SELECT 'taken'::text, NULL::text, NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint,
-                NULL::bigint, NULL::text, NULL::text, NULL::boolean, NULL::boolean, NULL::text, NULL::integer,
-                NULL::timestamptz, a.sample_a_id, a.sample_b_id;
+            outcome := 'taken';
+            RETURN NEXT;
             RETURN;
         END IF;
     END IF;
@@ -162,11 +159,17 @@ BEGIN
     VALUES (a.id, a.item_id, p_annotator, a.guideline_id, a.guideline_kind,
             CASE WHEN p_chosen = 'A' THEN shown_a ELSE shown_b END,
             CASE WHEN p_chosen = 'A' THEN shown_b ELSE shown_a END,
-            p_rating, CASE WHEN a.flipped THEN 'ba' ELSE 'ab' END, chosen_is_safe, rejected_is_safe, bin,
+            p_rating, CASE WHEN a.flipped THEN 'ba' ELSE 'ab' END,
+            CASE WHEN safety_item THEN p_chosen_is_safe END,
+            CASE WHEN safety_item THEN p_rejected_is_safe END,
+            CASE WHEN safety_item THEN p_safety_bin ELSE '' END,
             -- the client's active time, never more than the wall time since the claim (nor the column's range)
             LEAST(p_active_ms, GREATEST(0, trunc(extract(epoch FROM p_now - a.claimed_at) * 1000)), 2147483647)::integer,
             'annotation', p_now)
-    RETURNING * INTO comparison;
+    RETURNING id, assignment_id, item_id, chosen_id, rejected_id, rating, shown_order, chosen_is_safe,
+              rejected_is_safe, safety_bin, time_spent_ms, created_at
+         INTO c_id, c_assignment_id, c_item_id, c_chosen_id, c_rejected_id, c_rating, c_shown_order,
+              c_chosen_is_safe, c_rejected_is_safe, c_safety_bin, c_time_spent_ms, c_created_at;
     UPDATE annotation_assignment SET status = 'submitted', finished_at = p_now WHERE id = a.id;
     IF a.overlap = 1 THEN
         -- The only slot was this submit's: no one else can be counting.
@@ -177,10 +180,8 @@ BEGIN
         SELECT count(*) INTO submitted FROM annotation_assignment WHERE item_id = a.item_id AND status = 'submitted';
         UPDATE annotation_item SET status = 'done' WHERE id = a.item_id AND status = 'ready' AND submitted >= overlap;
     END IF;
-    RETURN QUERY SELECT 'stored'::text, NULL::text, comparison.id, comparison.assignment_id, comparison.item_id,
-        comparison.chosen_id, comparison.rejected_id, comparison.rating::text, comparison.shown_order::text,
-        comparison.chosen_is_safe, comparison.rejected_is_safe, comparison.safety_bin::text, comparison.time_spent_ms,
-        comparison.created_at, a.sample_a_id, a.sample_b_id;
+    outcome := 'stored';
+    RETURN NEXT;
 END
 $$;
 """

@@ -94,6 +94,7 @@ def test_the_hot_path_functions_return_the_columns_the_code_reads(postgres):
     """The PostgreSQL functions' output columns are what `RowReads` maps, in the same order."""
     expected = {
         "annotation_claim_next": services.CLAIM_ROW.column_names(),
+        "annotation_submit_comparison": ["outcome", "detail", *services.SUBMIT_ROW.column_names()],
         "accounts_token_user": [*TOKEN_USER_ROW.column_names(), "role"],
     }
     with connection.cursor() as cursor:
