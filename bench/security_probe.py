@@ -44,6 +44,7 @@ def main() -> int:
         "CELERY_BROKER_URL": args.broker,
         "CHECKPOINT_ROOT": str(Path(work) / "checkpoints"),
         "EXPORT_ROOT": str(Path(work) / "exports"),
+        "LOG_LEVEL": "ERROR",  # not one line per refused request
     }
     os.environ.update(env)
     import django
