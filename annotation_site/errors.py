@@ -84,7 +84,9 @@ def application_error_for(exc: BaseException) -> ApplicationError | None:
     if isinstance(exc, DataError):
         # Serializers bound what they can; this is the net under a value they let through.
         logger.warning("value refused by the database: %s", exc)
-        return ApplicationError("A value is out of the range the database can store: use a smaller number or shorter text.")
+        return ApplicationError(
+            "A value cannot be stored: a number out of range, or a character the database refuses (such as NUL)."
+        )
     return None
 
 

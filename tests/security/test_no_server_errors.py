@@ -161,6 +161,19 @@ def test_registering_a_folder_whose_config_json_is_not_a_model_config_is_a_400(c
         assert_error_shape(response, 400)
 
 
+@pytest.mark.django_db
+def test_a_value_postgresql_cannot_store_in_a_run_config_is_a_400_not_a_500(checkpoint_root):
+    require(database_is_postgres(), "needs PostgreSQL: set DATABASE_URL")
+    folder = checkpoint_root / "run-nul"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"architectures": ["LlamaForCausalLM"]}')
+    (folder / "config.yaml").write_text('notes: "a\\0b"\n')  # YAML's \0 escape: a NUL, which jsonb refuses
+    response = api_client_as(make_user("researcher")).post(
+        "/api/checkpoints/register/", {"path": str(folder), "kind": "sft"}, format="json"
+    )
+    assert "cannot be stored" in assert_error_shape(response, 400)["message"]
+
+
 # --- a repeated submit after the comparison was deleted ----------------------------------------------
 
 
