@@ -41,6 +41,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "annotation_site.error_views.RefuseNulCharactersMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -121,7 +122,19 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "annotation_site.errors.api_exception_handler",
+    # JSON bodies are read through a parser that caps their size and nesting depth.
+    "DEFAULT_PARSER_CLASSES": [
+        "annotation_site.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
 }
+# Largest request body (form or JSON, file uploads aside) in bytes; larger ones get a 413.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 2_621_440, minimum=1024)
+# Deepest nesting of arrays and objects a JSON body may have (deeper: 400).
+API_JSON_MAX_DEPTH = env_int("API_JSON_MAX_DEPTH", 32, minimum=2)
+# Seconds a client is told to wait (Retry-After) when the database or the task broker is down.
+SERVICE_RETRY_AFTER_S = env_int("SERVICE_RETRY_AFTER_S", 5, minimum=1)
 SPECTACULAR_SETTINGS = {
     "TITLE": "RLHF loop API",
     "DESCRIPTION": "Annotation, batches, checkpoints and deployments of the human-feedback loop.",
@@ -140,6 +153,11 @@ ASSIGNMENT_TTL_SECONDS = env_int("ASSIGNMENT_TTL_SECONDS", 30 * 60, minimum=30)
 DEFAULT_WEEKLY_QUOTA = env_int("DEFAULT_WEEKLY_QUOTA", 200, minimum=0)
 # How often the annotate page asks whether new items are ready while it has none to show.
 ANNOTATE_POLL_MS = env_int("ANNOTATE_POLL_MS", 3000, minimum=250)
+# Caps on a dialogue (API, annotators' prompts and continuations, imports): turns, characters of
+# one turn (and of one response or demonstration), characters of all turns together.
+DIALOGUE_MAX_TURNS = env_int("DIALOGUE_MAX_TURNS", 64, minimum=1)
+DIALOGUE_MAX_TURN_CHARS = env_int("DIALOGUE_MAX_TURN_CHARS", 20_000, minimum=1)
+DIALOGUE_MAX_CHARS = env_int("DIALOGUE_MAX_CHARS", 100_000, minimum=1)
 
 # --- Celery -----------------------------------------------------------------------------------
 # Redis in production and CI. The embedded default is kombu's filesystem transport: a real

@@ -1,6 +1,11 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, register_converter
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from annotation_site.converters import DatabaseIdConverter
+
+# Registered before the apps' URL modules are included: their id routes use `<id:...>`.
+register_converter(DatabaseIdConverter, "id")
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -15,3 +20,10 @@ urlpatterns = [
     path("runs/", include("annotation_site.runs.urls")),
     path("", include("annotation_site.annotation.urls")),
 ]
+
+# Errors outside the API views (unknown URLs, refused requests, outages) in the API's JSON shape
+# under /api/, as plain pages elsewhere.
+handler400 = "annotation_site.error_views.bad_request"
+handler403 = "annotation_site.error_views.permission_denied"
+handler404 = "annotation_site.error_views.page_not_found"
+handler500 = "annotation_site.error_views.server_error"

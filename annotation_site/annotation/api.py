@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
-from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -32,6 +31,7 @@ from annotation_site.annotation.serializers import (
     comparison_input,
 )
 from annotation_site.errors import NotFound
+from annotation_site.parsers import JSONParser
 
 
 def _valid(serializer_class, data) -> dict:

@@ -1,22 +1,24 @@
 from django.urls import path
-from rest_framework.authtoken.views import obtain_auth_token
+from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.settings import api_settings
 
 from annotation_site.annotation import api
 
 urlpatterns = [
-    path("auth/token/", obtain_auth_token, name="api-token"),
+    # DRF's token view names its own parsers (the standard library's JSON among them): use the site's.
+    path("auth/token/", ObtainAuthToken.as_view(parser_classes=api_settings.DEFAULT_PARSER_CLASSES), name="api-token"),
     path("annotate/next/", api.NextItemApi.as_view(), name="api-next-item"),
-    path("assignments/<int:assignment_id>/", api.AssignmentDetailApi.as_view(), name="api-assignment"),
-    path("assignments/<int:assignment_id>/comparison/", api.ComparisonSubmitApi.as_view(), name="api-submit-comparison"),
+    path("assignments/<id:assignment_id>/", api.AssignmentDetailApi.as_view(), name="api-assignment"),
+    path("assignments/<id:assignment_id>/comparison/", api.ComparisonSubmitApi.as_view(), name="api-submit-comparison"),
     path(
-        "assignments/<int:assignment_id>/demonstration/",
+        "assignments/<id:assignment_id>/demonstration/",
         api.DemonstrationSubmitApi.as_view(),
         name="api-submit-demonstration",
     ),
-    path("assignments/<int:assignment_id>/skip/", api.SkipApi.as_view(), name="api-skip"),
+    path("assignments/<id:assignment_id>/skip/", api.SkipApi.as_view(), name="api-skip"),
     path("me/progress/", api.ProgressApi.as_view(), name="api-progress"),
     path("queue/status/", api.QueueStatusApi.as_view(), name="api-queue-status"),
     path("prompts/", api.PromptWriteApi.as_view(), name="api-write-prompt"),
     path("prompts/queue/", api.QueuePromptsApi.as_view(), name="api-queue-prompts"),
-    path("comparisons/<int:comparison_id>/continue/", api.DialogueContinueApi.as_view(), name="api-continue-dialogue"),
+    path("comparisons/<id:comparison_id>/continue/", api.DialogueContinueApi.as_view(), name="api-continue-dialogue"),
 ]

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -142,6 +143,8 @@ def _response_text(value, key: str) -> str:
         raise LineError(f'"{key}" must be a string or [{{"role": "assistant", "content": "..."}}]')
     if not text.strip():
         raise LineError(f'"{key}" is empty')
+    if len(text) > settings.DIALOGUE_MAX_TURN_CHARS:
+        raise LineError(f'"{key}" is longer than {settings.DIALOGUE_MAX_TURN_CHARS} characters (DIALOGUE_MAX_TURN_CHARS)')
     return text
 
 
@@ -222,6 +225,9 @@ def parse_file(path: Path, parse: Callable[[dict], object], *, on_line: Callable
             row = json.loads(line)
         except json.JSONDecodeError as error:
             problems.append(Problem(number, f"malformed JSON ({error.msg} at column {error.colno})"))
+            continue
+        except RecursionError:
+            problems.append(Problem(number, "JSON nested too deeply"))
             continue
         if not isinstance(row, dict):
             problems.append(Problem(number, "each line must be a JSON object"))

@@ -41,7 +41,6 @@ from annotation_site.errors import ApplicationError, Conflict, NotFound
 
 # Annotator-written prompts and continued dialogues are generated and served before pool prompts.
 ANNOTATOR_PRIORITY = 10
-MAX_MESSAGE_CHARS = 20_000
 BULK_CHUNK = 2_000
 
 
@@ -52,6 +51,11 @@ def validate_turns(turns) -> list[dict]:
     """A dialogue context: alternating user/assistant turns with text, starting and ending with a user turn."""
     if not isinstance(turns, list) or not turns:
         raise ApplicationError("A dialogue must be a non-empty list of turns.")
+    if len(turns) > settings.DIALOGUE_MAX_TURNS:
+        raise ApplicationError(
+            f"The dialogue has {len(turns)} turns, more than the {settings.DIALOGUE_MAX_TURNS} allowed "
+            "(DIALOGUE_MAX_TURNS): shorten it."
+        )
     clean = []
     for index, turn in enumerate(turns):
         if not isinstance(turn, dict) or set(turn) - {"role", "content"} or not {"role", "content"} <= set(turn):
@@ -64,9 +68,17 @@ def validate_turns(turns) -> list[dict]:
             )
         if not isinstance(content, str) or not content.strip():
             raise ApplicationError(f"Turn {index + 1} has no text.")
-        if len(content) > MAX_MESSAGE_CHARS:
-            raise ApplicationError(f"Turn {index + 1} is longer than {MAX_MESSAGE_CHARS} characters.")
+        if len(content) > settings.DIALOGUE_MAX_TURN_CHARS:
+            raise ApplicationError(
+                f"Turn {index + 1} is longer than {settings.DIALOGUE_MAX_TURN_CHARS} characters (DIALOGUE_MAX_TURN_CHARS): shorten it."
+            )
         clean.append({"role": role, "content": content})
+    total = sum(len(turn["content"]) for turn in clean)
+    if total > settings.DIALOGUE_MAX_CHARS:
+        raise ApplicationError(
+            f"The dialogue has {total} characters, more than the {settings.DIALOGUE_MAX_CHARS} allowed "
+            "(DIALOGUE_MAX_CHARS): shorten it."
+        )
     if clean[-1]["role"] != "user":
         raise ApplicationError("A dialogue to answer must end with a user turn.")
     return clean
@@ -397,6 +409,7 @@ ANSWERS = {
 
 YOU_SKIPPED = "You skipped this item; it can no longer be submitted."
 CLAIM_TAKEN = "Your claim on this item expired and another annotator took it; load the next item."
+ANSWER_REMOVED = "Your answer to this item was removed by an admin and cannot be submitted again; load the next item."
 
 
 def _wrong_task(task_kind: str, wanted_kind: str) -> ApplicationError:
@@ -414,7 +427,10 @@ def _lock_for_answer(*, assignment: Assignment, annotator, task_kind: str):
     if locked.item.task_kind != task_kind:
         raise _wrong_task(locked.item.task_kind, task_kind)
     if locked.status == AssignmentStatus.SUBMITTED:
-        return locked, ANSWERS[task_kind][0].objects.get(assignment=locked)
+        answer = ANSWERS[task_kind][0].objects.filter(assignment=locked).first()
+        if answer is None:
+            raise Conflict(ANSWER_REMOVED)
+        return locked, answer
     if locked.status == AssignmentStatus.SKIPPED:
         raise Conflict(YOU_SKIPPED)
     if locked.status == AssignmentStatus.EXPIRED:
@@ -537,6 +553,8 @@ def _submit_comparison_in_one_call(*, assignment_id: int, annotator_id: int, cho
         raise Conflict(CLAIM_TAKEN)
     if outcome == "refused":
         raise ApplicationError(detail)
+    if outcome == "existing" and row[0] is None:  # submitted, and its comparison deleted since
+        raise Conflict(ANSWER_REMOVED)
     loaded = SUBMIT_ROW.instances(row)
     comparison = loaded["c"]
     comparison.item = loaded["i"]
@@ -607,8 +625,10 @@ def demonstration_submit(*, assignment: Assignment, annotator, text: str, active
     text = (text or "").strip()
     if not text:
         raise ApplicationError("Write the ideal response before submitting.")
-    if len(text) > MAX_MESSAGE_CHARS:
-        raise ApplicationError(f"The response is longer than {MAX_MESSAGE_CHARS} characters.")
+    if len(text) > settings.DIALOGUE_MAX_TURN_CHARS:
+        raise ApplicationError(
+            f"The response is longer than {settings.DIALOGUE_MAX_TURN_CHARS} characters (DIALOGUE_MAX_TURN_CHARS): shorten it."
+        )
     _refuse_negative_time(active_ms)
     now = timezone.now()
     with transaction.atomic():

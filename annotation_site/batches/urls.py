@@ -5,5 +5,5 @@ from annotation_site.batches import views
 app_name = "batches"
 
 urlpatterns = [
-    path("<int:batch_id>/download/", views.batch_download, name="download"),
+    path("<id:batch_id>/download/", views.batch_download, name="download"),
 ]

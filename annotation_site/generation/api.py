@@ -151,7 +151,4 @@ class GenerationFillApi(APIView):
 
     @extend_schema(request=None, responses=FillEnqueuedSerializer, summary="Fill the annotation queue now")
     def post(self, request):
-        from annotation_site.generation.tasks import fill_queue
-
-        result = fill_queue.delay()
-        return Response(FillEnqueuedSerializer({"task_id": result.id}).data, status=202)
+        return Response(FillEnqueuedSerializer({"task_id": services.queue_fill_enqueue()}).data, status=202)

@@ -21,11 +21,12 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerError
 
 from annotation_site.annotation.models import GuidelineKind, Item, ItemStatus, Sample
 from annotation_site.annotation.selectors import items_needing_samples, ready_item_count
 from annotation_site.annotation.services import item_attach_samples
-from annotation_site.errors import ApplicationError, Conflict
+from annotation_site.errors import ApplicationError, Conflict, ServiceUnavailable
 from annotation_site.generation import selectors
 from annotation_site.generation.engines import engine_for
 from annotation_site.generation.models import (
@@ -44,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 # Keys of a training run's config.yaml that name the checkpoint it started from.
 PARENT_CONFIG_KEYS = ("model", "policy", "base_model", "init_from")
+UNREADABLE_CHECKPOINT = "This path is not a checkpoint folder that can be registered: give a Hugging Face checkpoint folder."
 
 
 # --- Checkpoints -----------------------------------------------------------------------------------
@@ -88,10 +90,16 @@ def checkpoint_register(
 ) -> Checkpoint:
     """Register a training run's output folder: reads its config.yaml (when present) for the run's
     settings and parent checkpoint, and its model config to recognise a reward model."""
-    folder = _checkpoint_folder(path)
-    architectures = json.loads((folder / "config.json").read_text()).get("architectures") or []
-    is_reward_model = any(name_.endswith("ForSequenceClassification") for name_ in architectures)
-    training_config = _read_training_config(folder)
+    try:
+        folder = _checkpoint_folder(path)
+        model_config = json.loads((folder / "config.json").read_text())
+        training_config = _read_training_config(folder)
+    except (OSError, RuntimeError, ValueError):  # a name too long, ~nosuchuser, an unreadable or non-JSON file
+        raise ApplicationError(UNREADABLE_CHECKPOINT) from None
+    architectures = model_config.get("architectures") if isinstance(model_config, dict) else None
+    if not isinstance(architectures, list):
+        architectures = []
+    is_reward_model = any(isinstance(name_, str) and name_.endswith("ForSequenceClassification") for name_ in architectures)
     if not kind:
         if not is_reward_model:
             raise ApplicationError(
@@ -390,6 +398,23 @@ class FillReport:
 
 def _live_claims(now):
     return GenerationClaim.objects.filter(state=ClaimState.GENERATING, expires_at__gte=now)
+
+
+def queue_fill_enqueue() -> str:
+    """Ask a worker to fill the annotation queue now; returns the task's id.
+
+    With the broker down nothing is started (503, try again): the beat fills the queue anyway.
+    """
+    from annotation_site.generation.tasks import fill_queue
+
+    try:
+        return fill_queue.delay().id
+    except (BrokerError, OSError) as error:
+        logger.warning("could not enqueue a queue fill: %s", error)
+        raise ServiceUnavailable(
+            "The task queue cannot be reached, so no fill was started: try again in a minute "
+            "(the beat also fills the queue every GENERATION_FILL_INTERVAL_S seconds once it is back)."
+        ) from None
 
 
 def items_claim_for_generation(*, worker: str, limit: int, item_ids: list[int] | None = None) -> list[Item]:
