@@ -201,6 +201,12 @@ BATCH_EXPORT_STALE_AFTER_S = env_int("BATCH_EXPORT_STALE_AFTER_S", 600, minimum=
 # Written into each batch manifest; empty means `git rev-parse HEAD` of the checkout.
 CODE_VERSION = env_str("CODE_VERSION", "")
 CHECKPOINT_ROOT = Path(env_str("CHECKPOINT_ROOT", str(VAR_DIR / "checkpoints")))
+# A checkpoint path given on the site (register, add, admin, launch) must resolve, symlinks
+# followed, into CHECKPOINT_ROOT (where runs write theirs) or one of these folders (relative ones
+# from the project folder). VAR_DIR/models holds base models (the shipped CPU configs read var/models/).
+CHECKPOINT_ROOTS = env_list("CHECKPOINT_ROOTS", [str(VAR_DIR / "models")])
+# Accept hub ids (owner/model) as checkpoint paths: only where the workers can reach a hub.
+CHECKPOINT_HUB_IDS = env_bool("CHECKPOINT_HUB_IDS", False)
 
 # --- Training runs launched from the researchers' dashboard (runs app) ----------------------------
 # Each run writes under CHECKPOINT_ROOT/runs/<id>/. The training worker checks on its recipe
@@ -217,6 +223,10 @@ RUN_CANCEL_GRACE_S = env_float("RUN_CANCEL_GRACE_S", 10.0)
 RUN_LAUNCHER = env_str("RUN_LAUNCHER", "")
 # Beat: how often runs whose worker died, or whose enqueue failed, are looked for.
 RUN_WATCHDOG_INTERVAL_S = env_int("RUN_WATCHDOG_INTERVAL_S", 120, minimum=10)
+# Caps on what a launch may send: the key=value overrides (lines, bytes) and the resolved config.
+RUN_OVERRIDES_MAX_LINES = env_int("RUN_OVERRIDES_MAX_LINES", 64, minimum=1)
+RUN_OVERRIDES_MAX_BYTES = env_int("RUN_OVERRIDES_MAX_BYTES", 4096, minimum=64)
+RUN_CONFIG_MAX_BYTES = env_int("RUN_CONFIG_MAX_BYTES", 65536, minimum=1024)
 
 # --- Generation: keeping the annotation queue filled (generation app) ----------------------------
 # Items kept READY per guideline; the fill task generates samples for waiting prompts until then.
