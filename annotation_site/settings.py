@@ -258,6 +258,10 @@ GENERATION_ITEM_MAX_ATTEMPTS = env_int("GENERATION_ITEM_MAX_ATTEMPTS", 3, minimu
 # Beat: how often the queue is topped up and deployments' health re-checked.
 GENERATION_FILL_INTERVAL_S = env_int("GENERATION_FILL_INTERVAL_S", 30, minimum=1)
 DEPLOYMENT_HEALTH_INTERVAL_S = env_int("DEPLOYMENT_HEALTH_INTERVAL_S", 60, minimum=1)
+# Hosts and networks a deployment's endpoint URL may point at (names, addresses, CIDR networks):
+# loopback (servers the workers launch) and the compose stack's vLLM service. Link-local and
+# cloud metadata addresses are refused whatever this says (serving/endpoints.py).
+SERVING_ALLOWED_HOSTS = env_list("SERVING_ALLOWED_HOSTS", ["localhost", "127.0.0.0/8", "::1", "vllm"])
 # Local engine: sequences generated together in one `generate` call.
 LOCAL_ENGINE_BATCH_SIZE = env_int("LOCAL_ENGINE_BATCH_SIZE", 32, minimum=1)
 # setup_demo_serving: a running vLLM server to use instead of the local engine (e.g.
