@@ -130,3 +130,13 @@ def test_an_endpoint_changed_past_the_site_is_refused_by_the_worker_without_a_re
     assert deployment.last_error.startswith("Not checked: Link-local, metadata and unspecified addresses")
     with pytest.raises(EndpointRefused):
         engine_for(deployment)  # and generation never sends it a prompt
+
+
+def test_the_admin_form_refuses_an_endpoint_outside_the_allowed_hosts(client, tiny_model_dir):
+    client.force_login(user_create(username="admin", role="admin", password="pw-123456"))
+    checkpoint = make_checkpoint(tiny_model_dir)
+    form = {"checkpoint": checkpoint.pk, "engine": "vllm", "served_model_name": "m", "enabled": "on"}
+    refused = client.post("/admin/generation/deployment/add/", {**form, "endpoint_url": "http://169.254.169.254/latest"})
+    assert refused.status_code == 200 and "never serving endpoints" in refused.content.decode()
+    added = client.post("/admin/generation/deployment/add/", {**form, "endpoint_url": "http://127.0.0.1:8100/v1/"})
+    assert added.status_code == 302 and Deployment.objects.get().endpoint_url == "http://127.0.0.1:8100/v1"
