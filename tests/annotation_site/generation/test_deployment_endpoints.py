@@ -1,8 +1,5 @@
 """Deployment endpoints are configuration the operator allows (SERVING_ALLOWED_HOSTS), and the
 health check runs on a worker and stores a short status, never what the endpoint sent (issue 11)."""
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
 from rest_framework.test import APIClient
 
@@ -12,10 +9,10 @@ from annotation_site.generation.engines import engine_for
 from annotation_site.generation.models import Deployment, Health
 from serving.endpoints import EndpointRefused
 from tests.annotation_site.generation.conftest import deploy_vllm, make_checkpoint
+from tests.support.vllm_server import INTERNAL_SECRET, MisbehavingServer
 
 pytestmark = pytest.mark.django_db
 
-SECRET = "internal-service-secret-4711"
 PROBES = [
     "http://169.254.169.254/latest/meta-data/iam/",
     "http://[fe80::1]:8000/v1",
@@ -25,43 +22,6 @@ PROBES = [
     "http://10.0.0.7:5432/v1",
     "gopher://127.0.0.1:6379/",
 ]
-
-
-class InternalService:
-    """Something on the server's network that is not a model server: it answers every GET with a
-    secret. It stands in for what a port scan or an SSRF would read."""
-
-    def __init__(self):
-        self.requests = 0
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                outer.requests += 1
-                body = f'{{"error": "{SECRET}"}}'.encode()
-                self.send_response(403)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._httpd.shutdown()
-        self._httpd.server_close()
 
 
 @pytest.fixture
@@ -96,19 +56,19 @@ def test_an_operator_allows_other_hosts_through_serving_allowed_hosts(api, tiny_
 def test_the_health_check_runs_on_a_worker_and_never_echoes_what_the_endpoint_sent(
     api, celery_eager, django_capture_on_commit_callbacks
 ):
-    with InternalService() as service:
-        deployment = deploy_vllm(service.url, "m")
+    with MisbehavingServer("internal_service") as service:
+        deployment = deploy_vllm(service.base_url, "m")
         with django_capture_on_commit_callbacks() as callbacks:
             asked = api.post(f"/api/deployments/{deployment.pk}/health-check/")
         assert asked.status_code == 202 and asked.json()["health"] == Health.UNKNOWN
-        assert service.requests == 0  # nothing was fetched inside the web request
+        assert service.requests == []  # nothing was fetched inside the web request
         for callback in callbacks:
             callback()  # the worker's turn (eager Celery)
-        assert service.requests == 1
+        assert service.requests == ["GET /v1/models"]
     shown = api.get(f"/api/deployments/{deployment.pk}/")
     assert shown.json()["health"] == Health.UNHEALTHY
     assert shown.json()["last_error"] == "No OpenAI-compatible server serving m answered at this URL."
-    assert SECRET not in shown.content.decode()
+    assert INTERNAL_SECRET not in shown.content.decode()
 
 
 def test_a_health_check_asked_while_the_broker_is_down_still_answers(api, monkeypatch, django_capture_on_commit_callbacks):
