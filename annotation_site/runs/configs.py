@@ -37,8 +37,7 @@ CHECKPOINT_KIND = {
 }
 # Recipes that score answers with reward models (helpfulness_reward_model / safety_reward_model).
 USES_REWARD_MODELS = (Recipe.REJECTION_SAMPLING, Recipe.PPO)
-# Keys the launch form's choices set (a registered checkpoint, exported batches), and `out`, which
-# the platform sets to the run's own folder. None of them is tunable from the site.
+# Checkpoint paths the launch form's choices set from the registry (none is tunable from the site).
 PATH_KEYS = ("model", "helpfulness_reward_model", "safety_reward_model")
 
 _LAUNCH_COMMAND = re.compile(r"-m\s+training\.(\w+)")
@@ -100,6 +99,11 @@ def recipe_module(recipe: str):
     if recipe not in Recipe.values:
         raise ConfigInvalid(f'Unknown recipe "{recipe}": use one of {", ".join(Recipe.values)}.', field="recipe")
     return importlib.import_module(f"training.{recipe}")
+
+
+def tunable_keys() -> list[tuple[str, list[str]]]:
+    """(recipe, the keys a researcher may override) for every recipe, for the launch page."""
+    return [(recipe, sorted(recipe_module(recipe).TUNABLE_KEYS)) for recipe in Recipe.values]
 
 
 def check_overrides(recipe: str, overrides: list[str]) -> None:

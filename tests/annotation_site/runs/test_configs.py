@@ -84,6 +84,13 @@ def test_no_tunable_key_takes_text_a_mapping_or_anything_that_could_be_a_path_or
         assert isinstance(hint, type | types.UnionType) or typing.get_origin(hint) in (typing.Literal, list, typing.Union)
 
 
+def test_the_launch_page_lists_each_recipes_tunable_keys(client, researcher):
+    client.force_login(researcher)
+    page = client.get("/runs/launch/").content.decode()
+    assert 'data-recipe="ppo">Keys you can set: adam_betas, adam_eps, batch_size' in page
+    assert "sft.learning_rate" in page and "sft_launcher" not in page
+
+
 @pytest.mark.parametrize("recipe, override, key", PROBES)
 def test_the_probes_launchers_engine_arguments_and_trainer_arguments_are_refused_by_the_api(
     researcher, base_checkpoint, exported_batch, recipe, override, key

@@ -97,6 +97,7 @@ def test_a_reward_model_run_shows_table_8_and_cannot_be_deployed(client, researc
 def empty_checkpoint(tmp_path) -> Checkpoint:
     """A registered base checkpoint whose folder holds no model: the recipe fails to load it."""
     (tmp_path / "no-model-here").mkdir()
+    (tmp_path / "no-model-here" / "config.json").write_text("{not json")
     return Checkpoint.objects.create(name="no-model-here", path=str(tmp_path / "no-model-here"), kind="base")
 
 
