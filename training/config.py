@@ -168,16 +168,10 @@ def build_config(config_class: type[C], values: dict[str, Any], origin: str = "c
         raise ConfigError(f"{origin}: {error}") from error
 
 
-class _PlainDumper(yaml.SafeDumper):
-    """Writes a value seen twice out twice: StrictLoader refuses the aliases SafeDumper would use."""
-
-    def ignore_aliases(self, data):
-        return True
-
-
 def dump_config(config: Any) -> str:
-    """The resolved config as YAML, in field order, loadable again with `load_config`."""
-    return yaml.dump(dataclasses.asdict(config), Dumper=_PlainDumper, sort_keys=False, allow_unicode=True)
+    """The resolved config as YAML, in field order, loadable again with `load_config` (asdict copies
+    every container, so the dump never needs an alias, which StrictLoader would refuse)."""
+    return yaml.safe_dump(dataclasses.asdict(config), sort_keys=False, allow_unicode=True)
 
 
 def save_config(config: Any, path: str | Path) -> None:
