@@ -219,6 +219,12 @@ BATCH_EXPORT_STALE_AFTER_S = env_int("BATCH_EXPORT_STALE_AFTER_S", 600, minimum=
 # Written into each batch manifest; empty means `git rev-parse HEAD` of the checkout.
 CODE_VERSION = env_str("CODE_VERSION", "")
 CHECKPOINT_ROOT = Path(env_str("CHECKPOINT_ROOT", str(VAR_DIR / "checkpoints")))
+# A checkpoint path given on the site (register, add, admin, launch) must resolve, symlinks
+# followed, into CHECKPOINT_ROOT (where runs write theirs) or one of these folders (relative ones
+# from the project folder). VAR_DIR/models holds base models (the shipped CPU configs read var/models/).
+CHECKPOINT_ROOTS = env_list("CHECKPOINT_ROOTS", [str(VAR_DIR / "models")])
+# Accept hub ids (owner/model) as checkpoint paths: only where the workers can reach a hub.
+CHECKPOINT_HUB_IDS = env_bool("CHECKPOINT_HUB_IDS", False)
 
 # --- Training runs launched from the researchers' dashboard (runs app) ----------------------------
 # Each run writes under CHECKPOINT_ROOT/runs/<id>/. The training worker checks on its recipe
@@ -235,6 +241,10 @@ RUN_CANCEL_GRACE_S = env_float("RUN_CANCEL_GRACE_S", 10.0)
 RUN_LAUNCHER = env_str("RUN_LAUNCHER", "")
 # Beat: how often runs whose worker died, or whose enqueue failed, are looked for.
 RUN_WATCHDOG_INTERVAL_S = env_int("RUN_WATCHDOG_INTERVAL_S", 120, minimum=10)
+# Caps on what a launch may send: the key=value overrides (lines, bytes) and the resolved config.
+RUN_OVERRIDES_MAX_LINES = env_int("RUN_OVERRIDES_MAX_LINES", 64, minimum=1)
+RUN_OVERRIDES_MAX_BYTES = env_int("RUN_OVERRIDES_MAX_BYTES", 4096, minimum=64)
+RUN_CONFIG_MAX_BYTES = env_int("RUN_CONFIG_MAX_BYTES", 65536, minimum=1024)
 
 # --- Generation: keeping the annotation queue filled (generation app) ----------------------------
 # Items kept READY per guideline; the fill task generates samples for waiting prompts until then.
@@ -266,6 +276,10 @@ GENERATION_ITEM_MAX_ATTEMPTS = env_int("GENERATION_ITEM_MAX_ATTEMPTS", 3, minimu
 # Beat: how often the queue is topped up and deployments' health re-checked.
 GENERATION_FILL_INTERVAL_S = env_int("GENERATION_FILL_INTERVAL_S", 30, minimum=1)
 DEPLOYMENT_HEALTH_INTERVAL_S = env_int("DEPLOYMENT_HEALTH_INTERVAL_S", 60, minimum=1)
+# Hosts and networks a deployment's endpoint URL may point at (names, addresses, CIDR networks):
+# loopback (servers the workers launch) and the compose stack's vLLM service. Link-local and
+# cloud metadata addresses are refused whatever this says (serving/endpoints.py).
+SERVING_ALLOWED_HOSTS = env_list("SERVING_ALLOWED_HOSTS", ["localhost", "127.0.0.0/8", "::1", "vllm"])
 # Local engine: sequences generated together in one `generate` call.
 LOCAL_ENGINE_BATCH_SIZE = env_int("LOCAL_ENGINE_BATCH_SIZE", 32, minimum=1)
 # setup_demo_serving: a running vLLM server to use instead of the local engine (e.g.

@@ -9,6 +9,9 @@ HOST="${DEMO_HOST:-127.0.0.1}"
 PORT="${DEMO_PORT:-8000}"
 LOGS="${VAR_DIR:-var}/logs"
 mkdir -p "$LOGS"
+# The demo's base model lives in the cache (setup_demo_serving): make it a checkpoint root too, so
+# runs can start from it.
+export CHECKPOINT_ROOTS="${CHECKPOINT_ROOTS:-${VAR_DIR:-var}/models,${RLHF_LOOP_CACHE:-$HOME/.cache/rlhf-loop}}"
 
 $BIN/python manage.py migrate --noinput
 $BIN/python manage.py seed_demo

@@ -12,6 +12,15 @@ a model on a silently ignored setting. The resolved config is written beside eac
 Written by hand because the libraries that do this (Hydra/OmegaConf, simple-parsing) would be a
 new dependency for some forty lines, and HfArgumentParser accepts neither nested lists of data
 sources nor `key=value` overrides on top of a YAML file.
+
+YAML is read with `StrictLoader`: plain data only. Anchors and aliases (`&a`, `*a`) are refused,
+because they let a few hundred bytes expand into megabytes (the "billion laughs"), and so are
+tags (`!!python/object`, `!!binary`), which no setting needs; nesting is capped too.
+
+Each recipe also names its `TUNABLE_KEYS`: the settings a researcher may override from the site.
+`untunable_keys` checks a mapping against such a list; everything else (the model and data paths,
+`out`, launchers, engine arguments, extra trainer arguments) comes from the shipped configs, the
+launch form's choices or the operator's settings, never from text typed into a web form.
 """
 from __future__ import annotations
 
@@ -28,7 +37,71 @@ C = TypeVar("C")
 
 
 class ConfigError(ValueError):
-    """A config file or override that cannot be used; the message says which key and why."""
+    """A config file or override that cannot be used; the message says which key and why.
+
+    `errors` holds one message per problem when several were found (the message joins them)."""
+
+    def __init__(self, message: str, errors: list[str] | None = None):
+        super().__init__(message)
+        self.errors = errors or [message]
+
+
+# Deeper nesting than this is no setting's (PyYAML's composer recurses once per level).
+MAX_YAML_DEPTH = 20
+
+
+class StrictLoader(yaml.SafeLoader):
+    """A SafeLoader for plain data: no anchors, aliases or tags, at most MAX_YAML_DEPTH levels."""
+
+    _depth = 0
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise ConfigError("YAML anchors and aliases (&name, *name) are not allowed: write the value out")
+        if getattr(event, "tag", None) not in (None, "!"):
+            raise ConfigError(f"YAML tags ({event.tag}) are not allowed: write a plain value")
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise ConfigError(f"the value is nested deeper than {MAX_YAML_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def parse_yaml(text: str, what: str = "value") -> Any:
+    """Parse plain YAML data with `StrictLoader`; any problem is a ConfigError naming `what`."""
+    try:
+        return yaml.load(text, Loader=StrictLoader)  # noqa: S506 - StrictLoader is a SafeLoader
+    except ConfigError as error:
+        raise ConfigError(f"{what}: {error}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{what} is not valid YAML: {_yaml_problem(error)}") from None
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """What PyYAML found wrong and where, without its echo of the text."""
+    mark = getattr(error, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{getattr(error, 'problem', None) or str(error).splitlines()[0]}{where}"
+
+
+def untunable_keys(values: dict, tunable, prefix: str = "") -> list[str]:
+    """The keys of `values` a researcher may not set, dotted for nested mappings (`sft.out`).
+
+    `tunable` lists the allowed keys; `sft.epochs` in it allows a mapping under `sft` holding
+    `epochs` (and only the listed keys)."""
+    refused = []
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if name in tunable:
+            continue
+        if isinstance(value, dict) and any(allowed.startswith(f"{name}.") for allowed in tunable):
+            refused += untunable_keys(value, tunable, prefix=f"{name}.")
+        else:
+            refused.append(name)
+    return refused
 
 
 def load_config(config_class: type[C], path: str | Path | None = None, overrides: list[str] | None = None) -> C:
@@ -44,8 +117,22 @@ def load_config(config_class: type[C], path: str | Path | None = None, overrides
         key, sep, raw = override.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"override {override!r} is not of the form key=value")
-        values[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+        values[key.strip()] = parse_yaml(raw, key.strip()) if raw.strip() else None
     return build_config(config_class, values, origin=str(path) if path else "overrides")
+
+
+def default_values(config_class: type, path: str | Path | None = None) -> dict[str, Any]:
+    """The values a run gets without overrides: each field's default, then the YAML file at
+    `path` (unchecked; required fields without a value are absent)."""
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(config_class):
+        if field.default is not dataclasses.MISSING:
+            values[field.name] = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            values[field.name] = field.default_factory()
+    if path is not None:
+        values.update(_read_yaml(Path(path)))
+    return values
 
 
 def build_config(config_class: type[C], values: dict[str, Any], origin: str = "config") -> C:
@@ -58,7 +145,14 @@ def build_config(config_class: type[C], values: dict[str, Any], origin: str = "c
             f"known keys: {', '.join(sorted(fields))}"
         )
     hints = typing.get_type_hints(config_class)
-    checked = {key: _check_type(key, value, hints[key], origin) for key, value in values.items()}
+    checked, errors = {}, []
+    for key, value in values.items():
+        try:
+            checked[key] = _check_type(key, value, hints[key], origin)
+        except ConfigError as error:
+            errors.append(str(error))
+    if errors:
+        raise ConfigError("; ".join(errors), errors)
     missing = [
         name
         for name, field in fields.items()
@@ -74,9 +168,14 @@ def build_config(config_class: type[C], values: dict[str, Any], origin: str = "c
         raise ConfigError(f"{origin}: {error}") from error
 
 
+def dump_config(config: Any) -> str:
+    """The resolved config as YAML, in field order, loadable again with `load_config` (asdict copies
+    every container, so the dump never needs an alias, which StrictLoader would refuse)."""
+    return yaml.safe_dump(dataclasses.asdict(config), sort_keys=False, allow_unicode=True)
+
+
 def save_config(config: Any, path: str | Path) -> None:
-    """Write the resolved config as YAML, in field order, loadable again with `load_config`."""
-    Path(path).write_text(yaml.safe_dump(dataclasses.asdict(config), sort_keys=False, allow_unicode=True))
+    Path(path).write_text(dump_config(config))
 
 
 def parse_args(config_class: type[C], argv: list[str] | None, description: str) -> C:
@@ -94,10 +193,7 @@ def parse_args(config_class: type[C], argv: list[str] | None, description: str) 
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path} is not valid YAML: {error}") from error
+    data = parse_yaml(path.read_text(), str(path))
     if data is None:
         return {}
     if not isinstance(data, dict):

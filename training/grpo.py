@@ -81,6 +81,19 @@ class Config:
             raise ValueError(f"num_generations must be at least 2 (GRPO compares answers within a group), got {self.num_generations}")
 
 
+# What a researcher may override from the site (the runs app's launch form and API). Everything else
+# - model, data and output paths, the reward models, use_vllm, overwrite and trainer_args - comes
+# from the shipped configs and the launch form's choices: data from the web is never a command or a
+# path.
+TUNABLE_KEYS = frozenset({
+    "safety_threshold", "num_generations", "kl_beta", "learning_rate", "adam_betas", "adam_eps",
+    "weight_decay", "max_grad_norm", "clip_range", "batch_size", "per_device_batch_size",
+    "max_steps", "max_new_tokens", "temperature", "scoring_batch_size", "gradient_checkpointing",
+    "bf16", "seed", "logging_steps",
+})
+
+
+
 class CombinedReward:
     """The combined reward of eq. 3 in the shape TRL's GRPOTrainer calls reward functions with:
     prompts, completions (conversational) and the dataset's extra columns (here `guideline`)."""

@@ -150,6 +150,20 @@ class Config:
             raise ValueError("give both helpfulness_reward_model and safety_reward_model (eq. 3 needs both)")
 
 
+# What a researcher may override from the site (the runs app's launch form and API). Everything else
+# - model, data and output paths, the reward models, value_model and overwrite - comes from the
+# shipped configs and the launch form's choices: data from the web is never a command or a path.
+TUNABLE_KEYS = frozenset({
+    "safety_threshold", "whiten_rewards", "kl_beta", "iterations", "batch_size", "minibatch_size",
+    "ppo_epochs", "learning_rate", "value_learning_rate", "adam_betas", "adam_eps", "weight_decay",
+    "max_grad_norm", "clip_range", "value_clip_range", "gamma", "lam", "whiten_advantages",
+    "max_prompt_length", "max_new_tokens", "temperature", "top_p", "generation_batch_size",
+    "forward_batch_size", "micro_batch_size", "scoring_batch_size", "gradient_checkpointing",
+    "bf16", "seed", "plot_every", "samples_per_iteration",
+})
+
+
+
 class PolicyAndCritic(torch.nn.Module):
     """The two trained models under one module, so DDP sees one forward and syncs both gradients."""
 

@@ -37,6 +37,7 @@ from typing import Literal
 
 import torch
 
+from training import sft
 from training.config import ConfigError, build_config, parse_args, save_config
 from training.data import read_sft_file
 from training.prompts import Prompt, load_prompts
@@ -111,6 +112,20 @@ class Config:
                 raise ValueError(f"sft.{key} is set by the rejection-sampling recipe; leave it out")
 
 
+# What a researcher may override from the site (the runs app's launch form and API). Everything else
+# - model, data and output paths, the reward models, previous pools, sft_launcher, vllm and
+# overwrite - comes from the shipped configs and the launch form's choices: data from the web is
+# never a command or a path.
+# The fine-tuning's settings are the SFT recipe's tunable keys, as sft={epochs: 2, ...}.
+TUNABLE_KEYS = frozenset({
+    "safety_threshold", "iterations", "samples_per_prompt", "temperature", "top_p",
+    "max_new_tokens", "prompts_per_iteration", "finetune_from", "engine", "generation_batch_size",
+    "scoring_batch_size", "seed",
+    *(f"sft.{key}" for key in sft.TUNABLE_KEYS),
+})
+
+
+
 def select_best(scores: torch.Tensor) -> torch.Tensor:
     """Index of the best answer of each prompt. Shapes: `(prompts, K)` -> `(prompts,)`."""
     return scores.argmax(dim=1)
@@ -131,7 +146,6 @@ def train(config: Config, reward_fn: RewardFunction | None = None) -> Path:
     `reward_fn` replaces the two reward models (same call shape as `RewardScorer`).
     """
     from serving.types import SamplingParams
-    from training import sft
 
     if reward_fn is None and config.helpfulness_reward_model is None:
         raise ConfigError("set helpfulness_reward_model and safety_reward_model: rejection sampling ranks with them")
@@ -320,7 +334,6 @@ def _sample(policy: Path, prompts: list[Prompt], params, engine: str, config: Co
 
 def _finetune(sft_config, launcher: list[str], iteration_dir: Path) -> Path:
     """Run the SFT recipe on the pool, in this process or through `launcher` (e.g. accelerate launch)."""
-    from training import sft
 
     if not launcher:
         return sft.train(sft_config)

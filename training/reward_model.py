@@ -85,6 +85,17 @@ class Config:
     trainer_args: dict = field(default_factory=dict)
 
 
+# What a researcher may override from the site (the runs app's launch form and API). Everything else
+# - model, data and output paths, overwrite and trainer_args - comes from the shipped configs and
+# the launch form's choices: data from the web is never a command or a path.
+TUNABLE_KEYS = frozenset({
+    "margin_table", "epochs", "learning_rate", "min_lr_ratio", "warmup_ratio", "warmup_min_steps",
+    "batch_size", "per_device_batch_size", "max_length", "weight_decay", "gradient_checkpointing",
+    "bf16", "seed", "max_steps", "logging_steps", "eval_batch_size",
+})
+
+
+
 def train(config: Config) -> Path:
     """Train a reward model as `config` says; returns the finished checkpoint folder."""
     import torch

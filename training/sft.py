@@ -83,6 +83,17 @@ class Config:
     trainer_args: dict = field(default_factory=dict)
 
 
+# What a researcher may override from the site (the runs app's launch form and API). Everything else
+# - model, data and output paths, overwrite and trainer_args - comes from the shipped configs and
+# the launch form's choices: data from the web is never a command or a path.
+TUNABLE_KEYS = frozenset({
+    "epochs", "learning_rate", "min_lr_ratio", "warmup_ratio", "warmup_min_steps", "weight_decay",
+    "batch_size", "per_device_batch_size", "max_length", "packing", "eval_fraction",
+    "gradient_checkpointing", "bf16", "seed", "max_steps", "logging_steps",
+})
+
+
+
 def to_prompt_completion(row: dict) -> dict:
     """A `messages` demonstration as a conversational prompt/completion pair (the last turn is the completion)."""
     return {"prompt": row["messages"][:-1], "completion": row["messages"][-1:]}

@@ -1,15 +1,45 @@
 """Admin pages for checkpoints, deployments and generation claims (admins and researchers)."""
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
 
 from annotation_site.errors import ApplicationError
 from annotation_site.generation import services
-from annotation_site.generation.models import Checkpoint, ClaimState, Deployment, GenerationClaim
+from annotation_site.generation.models import Checkpoint, ClaimState, Deployment, Engine, GenerationClaim
+from annotation_site.generation.paths import checkpoint_path
+
+
+class CheckpointAdminForm(forms.ModelForm):
+    class Meta:
+        model = Checkpoint
+        fields = "__all__"
+
+    def clean_path(self) -> str:
+        try:
+            return checkpoint_path(self.cleaned_data["path"])
+        except ApplicationError as error:
+            raise forms.ValidationError(error.message) from None
+
+
+class DeploymentAdminForm(forms.ModelForm):
+    class Meta:
+        model = Deployment
+        fields = "__all__"
+
+    def clean(self):
+        data = super().clean()
+        if data.get("engine") == Engine.VLLM and data.get("endpoint_url"):
+            try:
+                data["endpoint_url"] = services.endpoint_url_check(data["endpoint_url"])
+            except ApplicationError as error:
+                self.add_error("endpoint_url", error.message)
+        return data
 
 
 @admin.register(Checkpoint)
 class CheckpointAdmin(admin.ModelAdmin):
+    form = CheckpointAdminForm
     list_display = ("name", "kind", "parent", "path", "created_at")
     list_filter = ("kind",)
     search_fields = ("name", "path", "run", "notes")
@@ -19,6 +49,7 @@ class CheckpointAdmin(admin.ModelAdmin):
 
 @admin.register(Deployment)
 class DeploymentAdmin(admin.ModelAdmin):
+    form = DeploymentAdminForm
     list_display = ("checkpoint", "engine", "endpoint_url", "enabled", "health", "consecutive_failures", "last_checked_at")
     list_filter = ("engine", "enabled", "health")
     search_fields = ("checkpoint__name", "endpoint_url", "served_model_name")
@@ -26,12 +57,11 @@ class DeploymentAdmin(admin.ModelAdmin):
     readonly_fields = ("health", "consecutive_failures", "last_error", "last_checked_at", "server_pid", "server_log", "created_at")
     actions = ["check_health", "enable", "disable"]
 
-    @admin.action(description="Check health now")
+    @admin.action(description="Check health (on a worker)")
     def check_health(self, request, queryset):
-        for deployment in queryset.select_related("checkpoint"):
-            deployment = services.deployment_check_health(deployment=deployment)
-            level = messages.SUCCESS if deployment.health == "healthy" else messages.WARNING
-            self.message_user(request, f"{deployment}: {deployment.health} {deployment.last_error}".strip(), level)
+        for deployment in queryset:
+            services.deployment_request_health_check(deployment=deployment)
+        self.message_user(request, f"Health check of {queryset.count()} deployment(s) asked of a worker: reload to see it.")
 
     @admin.action(description="Enable for generation")
     def enable(self, request, queryset):

@@ -13,6 +13,7 @@ from annotation_site.generation import selectors, services
 from annotation_site.generation.serializers import (
     CheckpointCreateInputSerializer,
     CheckpointOutputSerializer,
+    CheckpointRegisteredSerializer,
     CheckpointRegisterInputSerializer,
     CheckpointUpdateInputSerializer,
     DeploymentCreateInputSerializer,
@@ -66,12 +67,12 @@ class CheckpointRegisterApi(APIView):
 
     @extend_schema(
         request=CheckpointRegisterInputSerializer,
-        responses=CheckpointOutputSerializer,
-        summary="Register a training run's output folder as a checkpoint (reads its config.yaml)",
+        responses=CheckpointRegisteredSerializer,
+        summary="Register a training run's output folder (inside the checkpoint roots) as a checkpoint",
     )
     def post(self, request):
         checkpoint = services.checkpoint_register(**_valid(CheckpointRegisterInputSerializer, request.data))
-        return Response(CheckpointOutputSerializer(checkpoint).data, status=201)
+        return Response(CheckpointRegisteredSerializer(checkpoint).data, status=201)
 
 
 class CheckpointDetailApi(APIView):
@@ -122,10 +123,13 @@ class DeploymentDetailApi(APIView):
 class DeploymentHealthCheckApi(APIView):
     permission_classes = [CanManageServing]
 
-    @extend_schema(request=None, responses=DeploymentOutputSerializer, summary="Check a deployment's health now")
+    @extend_schema(
+        request=None, responses={202: DeploymentOutputSerializer},
+        summary="Ask a worker to check a deployment's health; answers with the last known health",
+    )
     def post(self, request, deployment_id: int):
-        deployment = services.deployment_check_health(deployment=_deployment(deployment_id))
-        return Response(DeploymentOutputSerializer(deployment).data)
+        deployment = services.deployment_request_health_check(deployment=_deployment(deployment_id))
+        return Response(DeploymentOutputSerializer(deployment).data, status=202)
 
 
 class DeploymentStopServerApi(APIView):

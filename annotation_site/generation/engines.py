@@ -5,11 +5,16 @@ from django.conf import settings
 
 from annotation_site.generation.models import Deployment, Engine
 from serving.client import VLLMClient
+from serving.endpoints import check_endpoint_url
 from serving.types import ChatEngine
 
 
 def engine_for(deployment: Deployment) -> ChatEngine:
+    """The engine for a deployment; raises serving.endpoints.EndpointRefused (a ValueError) for an
+    endpoint SERVING_ALLOWED_HOSTS does not allow (e.g. changed in the database, or a name that
+    now resolves to a metadata address)."""
     if deployment.engine == Engine.VLLM:
+        check_endpoint_url(deployment.endpoint_url, settings.SERVING_ALLOWED_HOSTS)
         return VLLMClient(
             deployment.endpoint_url,
             deployment.model_name,

@@ -12,9 +12,19 @@ class CheckpointOutputSerializer(serializers.ModelSerializer):
         fields = ["id", "name", "path", "kind", "parent", "run", "training_config", "notes", "created_at"]
 
 
+class CheckpointRegisteredSerializer(serializers.ModelSerializer):
+    """What a client needs back from a registration; the config.yaml read is not echoed."""
+
+    class Meta:
+        model = Checkpoint
+        fields = ["id", "name", "path", "kind", "parent", "run", "created_at"]
+
+
 class CheckpointCreateInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
-    path = serializers.CharField(max_length=1000, help_text="Checkpoint folder, or a hub id where a hub is reachable.")
+    path = serializers.CharField(
+        max_length=1000, help_text="Checkpoint folder inside the checkpoint roots, or a hub id where CHECKPOINT_HUB_IDS allows.",
+    )
     kind = serializers.ChoiceField(choices=CheckpointKind.choices)
     parent = serializers.PrimaryKeyRelatedField(queryset=Checkpoint.objects.all(), required=False, allow_null=True)
     run = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
@@ -22,7 +32,9 @@ class CheckpointCreateInputSerializer(serializers.Serializer):
 
 
 class CheckpointRegisterInputSerializer(serializers.Serializer):
-    path = serializers.CharField(max_length=1000, help_text="A training run's output folder (weights + config.yaml).")
+    path = serializers.CharField(
+        max_length=1000, help_text="A training run's output folder (weights + config.yaml) inside the checkpoint roots.",
+    )
     name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     kind = serializers.ChoiceField(
         choices=CheckpointKind.choices, required=False, allow_blank=True, default="",

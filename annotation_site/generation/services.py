@@ -16,7 +16,6 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
@@ -38,26 +37,31 @@ from annotation_site.generation.models import (
     GenerationClaim,
     Health,
 )
+from annotation_site.generation.paths import CheckpointPathRefused, checkpoint_path
 from annotation_site.generation.policy import SamplingPolicy
+from serving.endpoints import EndpointRefused, check_endpoint_url
 from serving.types import Completion, RequestRejected, ServingError
 
 logger = logging.getLogger(__name__)
 
 # Keys of a training run's config.yaml that name the checkpoint it started from.
 PARENT_CONFIG_KEYS = ("model", "policy", "base_model", "init_from")
-UNREADABLE_CHECKPOINT = "This path is not a checkpoint folder that can be registered: give a Hugging Face checkpoint folder."
+# A checkpoint's config.json and config.yaml are a few kilobytes; larger ones are refused unread.
+CONFIG_MAX_BYTES = 1_000_000
 
 
 # --- Checkpoints -----------------------------------------------------------------------------------
 
 
 def _checkpoint_folder(path: str) -> Path:
-    folder = Path(path).expanduser()
-    if not folder.is_dir():
-        raise ApplicationError(f"{path} is not a folder on this machine: give the checkpoint folder's path.")
+    """The checkpoint folder at `path`: inside the checkpoint roots (else one message for every
+    refusal, see generation/paths.py) and holding a Hugging Face config.json."""
+    folder = Path(checkpoint_path(path))
+    if not folder.is_dir():  # a hub id: there is no folder here to read
+        raise CheckpointPathRefused()
     if not (folder / "config.json").is_file():
-        raise ApplicationError(f"{path} has no config.json: it is not a Hugging Face checkpoint folder.")
-    return folder.resolve()
+        raise ApplicationError(f"{folder} has no config.json: it is not a Hugging Face checkpoint folder.")
+    return folder
 
 
 def _validate_kind(kind: str) -> None:
@@ -75,6 +79,7 @@ def checkpoint_create(
     _validate_kind(kind)
     if Checkpoint.objects.filter(name=name).exists():
         raise Conflict(f'A checkpoint named "{name}" exists already: choose another name.')
+    path = checkpoint_path(path)
     try:
         with transaction.atomic():
             return Checkpoint.objects.create(
@@ -90,16 +95,19 @@ def checkpoint_register(
 ) -> Checkpoint:
     """Register a training run's output folder: reads its config.yaml (when present) for the run's
     settings and parent checkpoint, and its model config to recognise a reward model."""
+    folder = _checkpoint_folder(path)
     try:
-        folder = _checkpoint_folder(path)
-        model_config = json.loads((folder / "config.json").read_text())
-        training_config = _read_training_config(folder)
-    except (OSError, RuntimeError, ValueError):  # a name too long, ~nosuchuser, an unreadable or non-JSON file
-        raise ApplicationError(UNREADABLE_CHECKPOINT) from None
-    architectures = model_config.get("architectures") if isinstance(model_config, dict) else None
+        text = (folder / "config.json").read_bytes()
+        model_config = json.loads(text) if len(text) <= CONFIG_MAX_BYTES else None
+    except (OSError, ValueError):  # unreadable, not JSON, or not UTF-8
+        model_config = None
+    if not isinstance(model_config, dict):
+        raise ApplicationError(f"{folder}/config.json is not a Hugging Face model config (a JSON object).")
+    architectures = model_config.get("architectures")
     if not isinstance(architectures, list):
         architectures = []
     is_reward_model = any(isinstance(name_, str) and name_.endswith("ForSequenceClassification") for name_ in architectures)
+    training_config = _read_training_config(folder)
     if not kind:
         if not is_reward_model:
             raise ApplicationError(
@@ -127,13 +135,18 @@ def checkpoint_register(
 
 
 def _read_training_config(folder: Path) -> dict:
+    from training.config import ConfigError, parse_yaml
+
     config_file = folder / "config.yaml"
     if not config_file.is_file():
         return {}
     try:
-        config = yaml.safe_load(config_file.read_text())
-    except yaml.YAMLError as error:
-        raise ApplicationError(f"{config_file} is not valid YAML: {error}") from None
+        text = config_file.read_bytes()
+        if len(text) > CONFIG_MAX_BYTES:
+            raise ConfigError(f"larger than {CONFIG_MAX_BYTES} bytes")
+        config = parse_yaml(text.decode(), "config.yaml")
+    except (ConfigError, UnicodeDecodeError) as error:
+        raise ApplicationError(f"{config_file} is not a training config ({error}).") from None
     if not isinstance(config, dict):
         raise ApplicationError(f"{config_file} is not a mapping of settings.")
     # Round-trip through JSON so the stored copy holds only JSON types (dates become strings).
@@ -144,7 +157,10 @@ def _parent_from_config(config: dict) -> Checkpoint | None:
     for key in PARENT_CONFIG_KEYS:
         value = config.get(key)
         if isinstance(value, str) and value:
-            resolved = str(Path(value).expanduser().resolve()) if Path(value).expanduser().exists() else value
+            try:
+                resolved = str((Path(settings.BASE_DIR) / value).resolve())
+            except (OSError, RuntimeError):
+                resolved = value
             parent = Checkpoint.objects.filter(path__in={value, resolved}).order_by("-created_at").first()
             if parent is not None:
                 return parent
@@ -208,11 +224,12 @@ def deployment_create(
         )
         return deployment
     if engine == Engine.VLLM:
-        if not endpoint_url.startswith(("http://", "https://")):
+        if not endpoint_url:
             raise ApplicationError(
                 "A vLLM deployment needs the server's endpoint URL, e.g. http://127.0.0.1:8100/v1 "
-                "(or ask to launch a server)."
+                "(or ask to launch a server).", extra={"field": "endpoint_url"},
             )
+        endpoint_url = endpoint_url_check(endpoint_url)
     else:
         if endpoint_url:
             raise ApplicationError("A local deployment runs inside the worker and takes no endpoint URL.")
@@ -233,9 +250,7 @@ def deployment_update(*, deployment: Deployment, data: dict) -> Deployment:
     if unknown:
         raise ApplicationError(f"These fields cannot be changed: {', '.join(sorted(unknown))}.")
     if "endpoint_url" in data and deployment.engine == Engine.VLLM:
-        if not data["endpoint_url"].startswith(("http://", "https://")):
-            raise ApplicationError("The endpoint URL must be an http(s) URL, e.g. http://127.0.0.1:8100/v1.")
-        deployment.endpoint_url = data["endpoint_url"].rstrip("/")
+        deployment.endpoint_url = endpoint_url_check(data["endpoint_url"])
         # A new endpoint has not been checked yet.
         deployment.health, deployment.consecutive_failures = Health.UNKNOWN, 0
     elif "endpoint_url" in data and data["endpoint_url"]:
@@ -271,20 +286,55 @@ def deployment_record_success(*, deployment_id: int) -> None:
     )
 
 
+def endpoint_url_check(url: str) -> str:
+    """The endpoint URL if SERVING_ALLOWED_HOSTS allows it (see serving/endpoints.py), else an
+    ApplicationError on the endpoint_url field saying why."""
+    try:
+        return check_endpoint_url(url, settings.SERVING_ALLOWED_HOSTS)
+    except EndpointRefused as error:
+        raise ApplicationError(str(error), extra={"field": "endpoint_url"}) from None
+
+
+def deployment_request_health_check(*, deployment: Deployment) -> Deployment:
+    """Ask a worker to check the deployment's health (after commit); returns it as last checked.
+
+    The check fetches the endpoint, so it never runs in a web request."""
+    from annotation_site.generation.tasks import check_deployment_health
+
+    def enqueue():
+        try:
+            check_deployment_health.delay(deployment.pk)
+        except Exception:  # noqa: BLE001 - a broker outage must not fail the request; beat re-checks
+            logger.exception("could not enqueue the health check of deployment %s", deployment.pk)
+
+    transaction.on_commit(enqueue)
+    return deployment
+
+
 def deployment_check_health(*, deployment: Deployment) -> Deployment:
-    """Ask the deployment's engine whether it serves its model; an unhealthy one that answers again
-    comes back into generation. The local engine is only checked for its checkpoint folder here, so
-    the web process never loads a model."""
+    """Ask the deployment's engine whether it serves its model (on a worker); an unhealthy one
+    that answers again comes back into generation. The stored result is a short status: what the
+    endpoint sent back goes to the worker's log, never to the site, so the check cannot be used to
+    read or map what answers at a URL. The local engine is only checked for its checkpoint folder,
+    so a health check never loads a model."""
     if deployment.engine == Engine.LOCAL:
         ok = (Path(deployment.checkpoint.path) / "config.json").is_file()
-        detail = "" if ok else f"{deployment.checkpoint.path} has no config.json (moved or deleted?)"
+        status = "" if ok else "The checkpoint folder has no config.json (moved or deleted?)."
     else:
-        engine = engine_for(deployment)
         try:
-            report = engine.health()
-        finally:
-            engine.close()
-        ok, detail = report.healthy, report.detail
+            endpoint_url_check(deployment.endpoint_url)
+        except ApplicationError as error:
+            ok, status = False, f"Not checked: {error.message}"
+        else:
+            engine = engine_for(deployment)
+            try:
+                report = engine.health()
+            finally:
+                engine.close()
+            ok = report.healthy
+            status = "" if ok else f"No OpenAI-compatible server serving {deployment.model_name} answered at this URL."
+            if not ok:
+                logger.warning("deployment %s is unhealthy: %s", deployment.pk, report.detail)
     now = timezone.now()
     if ok:
         Deployment.objects.filter(pk=deployment.pk).update(
@@ -294,7 +344,7 @@ def deployment_check_health(*, deployment: Deployment) -> Deployment:
         # A server that does not answer its health check is down: no threshold to wait for.
         Deployment.objects.filter(pk=deployment.pk).update(
             health=Health.UNHEALTHY, consecutive_failures=F("consecutive_failures") + 1,
-            last_error=detail[:5000], last_checked_at=now,
+            last_error=status[:5000], last_checked_at=now,
         )
     deployment.refresh_from_db()
     return deployment

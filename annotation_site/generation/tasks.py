@@ -46,6 +46,16 @@ def check_deployments_health() -> dict:
 
 
 @shared_task
+def check_deployment_health(deployment_id: int) -> dict:
+    """One deployment's health check, asked for from the site (the web request never fetches URLs)."""
+    deployment = Deployment.objects.select_related("checkpoint").filter(pk=deployment_id).first()
+    if deployment is None:
+        return {"deployment": deployment_id, "health": None}
+    deployment = services.deployment_check_health(deployment=deployment)
+    return {"deployment": deployment.pk, "health": deployment.health}
+
+
+@shared_task
 def launch_deployment_server(deployment_id: int, port: int | None = None, enforce_eager: bool = False) -> dict:
     deployment = Deployment.objects.select_related("checkpoint").get(pk=deployment_id)
     deployment = services.deployment_launch_server(deployment=deployment, port=port, enforce_eager=enforce_eager)

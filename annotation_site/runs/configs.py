@@ -4,6 +4,12 @@ Resolution is the recipes' own: `training.config.load_config` merges the recipe'
 the shipped YAML and the key=value overrides, and rejects unknown keys and badly typed values with
 a message naming the key. The web process imports the recipe module for its Config dataclass (the
 first launch pays the torch import, a few seconds) but never trains: the worker runs the recipe.
+
+What a researcher types is data, never a command line, a path or a code-loading switch: an
+override may set only the keys its recipe lists in `TUNABLE_KEYS` (next to its Config in
+training/), its value is plain YAML (no anchors, aliases or tags), and overrides and the resolved
+config are capped in size. `check_overrides` says what is wrong with every line at once, and the
+training worker checks a stored run again before it starts anything (`stored_run_problems`).
 """
 from __future__ import annotations
 
@@ -14,7 +20,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 from django.conf import settings
 
 from annotation_site.errors import ApplicationError
@@ -32,18 +37,21 @@ CHECKPOINT_KIND = {
 }
 # Recipes that score answers with reward models (helpfulness_reward_model / safety_reward_model).
 USES_REWARD_MODELS = (Recipe.REJECTION_SAMPLING, Recipe.PPO)
-# Keys the launch form sets itself; typing them as overrides too would be ambiguous.
-PLATFORM_KEYS = ("out",)
+# Checkpoint paths the launch form's choices set from the registry (none is tunable from the site).
+PATH_KEYS = ("model", "helpfulness_reward_model", "safety_reward_model")
 
 _LAUNCH_COMMAND = re.compile(r"-m\s+training\.(\w+)")
 
 
 class ConfigInvalid(ApplicationError):
-    """A launch whose config cannot be used; `field` names the form field the error belongs to."""
+    """A launch whose config cannot be used; `field` names the form field the error belongs to and
+    `errors` lists every problem found (the message joins them)."""
 
-    def __init__(self, message: str, *, field: str = "overrides"):
-        super().__init__(message, extra={"field": field})
+    def __init__(self, message: str = "", *, field: str = "overrides", errors: list[str] | None = None):
+        errors = list(errors or [message])
+        super().__init__(message or " ".join(errors), extra={"field": field, "errors": errors})
         self.field = field
+        self.errors = errors
 
 
 @dataclass(frozen=True)
@@ -82,38 +90,79 @@ def shipped_config_path(name: str, recipe: str) -> Path:
 
 
 def parse_overrides(text: str) -> list[str]:
-    """One key=value per line; blank lines and lines starting with # are skipped."""
-    overrides = []
-    for number, line in enumerate((text or "").splitlines(), start=1):
-        line = line.strip()
-        if not line or line.startswith("#"):
+    """The form's overrides: one key=value per line; blank lines and lines starting with # are skipped."""
+    lines = (line.strip() for line in (text or "").splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def recipe_module(recipe: str):
+    if recipe not in Recipe.values:
+        raise ConfigInvalid(f'Unknown recipe "{recipe}": use one of {", ".join(Recipe.values)}.', field="recipe")
+    return importlib.import_module(f"training.{recipe}")
+
+
+def tunable_keys() -> list[tuple[str, list[str]]]:
+    """(recipe, the keys a researcher may override) for every recipe, for the launch page."""
+    return [(recipe, sorted(recipe_module(recipe).TUNABLE_KEYS)) for recipe in Recipe.values]
+
+
+def check_overrides(recipe: str, overrides: list[str]) -> None:
+    """Refuse overrides that are too long, malformed, not plain YAML or not tunable for the recipe;
+    the ConfigInvalid lists every bad line, each naming its key."""
+    from training.config import ConfigError, parse_yaml, untunable_keys
+
+    module = recipe_module(recipe)
+    size = sum(len(line.encode()) + 1 for line in overrides)
+    if len(overrides) > settings.RUN_OVERRIDES_MAX_LINES or size > settings.RUN_OVERRIDES_MAX_BYTES:
+        raise ConfigInvalid(
+            f"The overrides are {len(overrides)} lines and {size} bytes; at most {settings.RUN_OVERRIDES_MAX_LINES} "
+            f"lines and {settings.RUN_OVERRIDES_MAX_BYTES} bytes are accepted. Put a longer config in a shipped config "
+            "file (training/configs/)."
+        )
+    fields = {field.name for field in dataclasses.fields(module.Config)}
+    errors, refused_any = [], False
+    for line in overrides:
+        key, sep, raw = line.partition("=")
+        key = key.strip()
+        if not sep or not key or " " in key:
+            shown = line if len(line) <= 60 else line[:57] + "..."
+            errors.append(f'"{shown}" is not of the form key=value (e.g. learning_rate=2e-5).')
             continue
-        key, sep, _ = line.partition("=")
-        if not sep or not key.strip() or " " in key.strip():
-            raise ConfigInvalid(f'Line {number} "{line}" is not of the form key=value (e.g. learning_rate=2e-5).')
-        overrides.append(line)
-    return overrides
+        if key == "out":
+            errors.append("Do not set out=: every run writes to its own folder under CHECKPOINT_ROOT/runs/.")
+            continue
+        if key not in fields:
+            errors.append(f"{key}: unknown key for the {recipe} recipe (a typo?).")
+            continue
+        try:
+            value = parse_yaml(raw, key) if raw.strip() else None
+        except ConfigError as error:
+            errors.append(f"{error}.")
+            continue
+        refused = untunable_keys({key: value}, module.TUNABLE_KEYS)
+        if refused:
+            refused_any = True
+            errors.append(
+                f"{', '.join(map(str, refused))} cannot be set from the site: paths, launchers, engine and trainer "
+                "arguments come from the shipped config and the launch form's choices."
+            )
+    if refused_any:
+        errors.append(f"Keys you can set for {recipe}: {', '.join(sorted(module.TUNABLE_KEYS))}.")
+    if errors:
+        raise ConfigInvalid(errors=errors)
 
 
 def resolve_config(*, recipe: str, config_name: str, overrides: list[str], platform_values: dict) -> object:
     """The recipe's Config for this launch: defaults < shipped file < overrides < the form's choices.
 
     `platform_values` are what the launch form chose (model from a base checkpoint, data from
-    batches, reward models, out); the user may not also set those keys as overrides.
+    batches, reward models, out); none of those keys is tunable, so overrides cannot set them.
     """
-    if recipe not in Recipe.values:
-        raise ConfigInvalid(f'Unknown recipe "{recipe}": use one of {", ".join(Recipe.values)}.', field="recipe")
-    overridden = {line.partition("=")[0].strip() for line in overrides}
-    reserved = sorted(overridden & set(PLATFORM_KEYS))
-    if reserved:
-        raise ConfigInvalid(f"Do not set {reserved[0]}=: every run writes to its own folder under CHECKPOINT_ROOT/runs/.")
-    twice = sorted(overridden & (set(platform_values) - set(PLATFORM_KEYS)))
-    if twice:
-        raise ConfigInvalid(f"{', '.join(twice)} set twice: by the form's choices and by an override; keep one.")
+    module = recipe_module(recipe)
+    check_overrides(recipe, overrides)
     from training.config import ConfigError, load_config
     from training.data import parse_sources
 
-    module = importlib.import_module(f"training.{recipe}")
     path = shipped_config_path(config_name, recipe) if config_name else None
     # JSON is YAML, so the form's values go through the same parser as typed overrides.
     platform = [f"{key}={json.dumps(value)}" for key, value in platform_values.items()]
@@ -121,11 +170,70 @@ def resolve_config(*, recipe: str, config_name: str, overrides: list[str], platf
         config = load_config(module.Config, path, overrides + platform)
         parse_sources(config.data)
     except ConfigError as error:
-        message = str(error).replace(str(CONFIG_DIR) + "/", "")
-        raise ConfigInvalid(f"The config does not load: {message}") from None
+        errors = [str(message).replace(str(CONFIG_DIR) + "/", "") for message in error.errors]
+        raise ConfigInvalid(errors=[f"The config does not load: {message}" for message in errors]) from None
+    size = len(config_yaml(config).encode())
+    if size > settings.RUN_CONFIG_MAX_BYTES:
+        raise ConfigInvalid(
+            f"The resolved config is {size} bytes, more than RUN_CONFIG_MAX_BYTES ({settings.RUN_CONFIG_MAX_BYTES}): "
+            "train on fewer batches per run, or ask an admin to raise the limit."
+        )
     return config
+
+
+def stored_run_problems(run) -> list[str]:
+    """Why a stored run must not start (empty: it may). The launch checked all of this already;
+    the training worker asks again before it runs anything, so a run row written another way (the
+    ORM, a restored backup) cannot run a command, load code or write outside its own folder."""
+    from annotation_site.generation.paths import is_checkpoint_path
+    from training.config import ConfigError, default_values, parse_yaml, untunable_keys
+
+    expected_root = Path(settings.CHECKPOINT_ROOT).resolve() / "runs" / str(run.pk)
+    if run.output_dir and Path(run.output_dir) != expected_root:
+        return [f"The run's folder is {run.output_dir}, not its own {expected_root}."]
+    if not isinstance(run.overrides, list) or not all(isinstance(line, str) for line in run.overrides):
+        return ["The run's overrides are not a list of key=value lines."]
+    try:
+        module = recipe_module(run.recipe)
+        check_overrides(run.recipe, run.overrides)
+        if len(run.config_text.encode()) > settings.RUN_CONFIG_MAX_BYTES:
+            return [f"The run's config is larger than RUN_CONFIG_MAX_BYTES ({settings.RUN_CONFIG_MAX_BYTES})."]
+        stored = parse_yaml(run.config_text, "the run's config")
+        shipped = default_values(module.Config, shipped_config_path(run.config_name, run.recipe) if run.config_name else None)
+    except (ConfigInvalid, ConfigError) as error:
+        return list(error.errors)
+    if not isinstance(stored, dict):
+        return ["The run's config is not a mapping of settings."]
+    problems = []
+    for key, value in stored.items():
+        if value == shipped.get(key, dataclasses.MISSING):
+            continue
+        if key == "out":
+            allowed = value == str(expected_root / "checkpoint")
+        elif key in PATH_KEYS:
+            allowed = is_checkpoint_path(value)
+        elif key == "data":
+            allowed = isinstance(value, list) and all(_is_batch_source(source) for source in value)
+        else:
+            allowed = not untunable_keys({key: value}, module.TUNABLE_KEYS)
+        if not allowed:
+            problems.append(f"{key} is not the shipped config's and cannot be set from the site.")
+    return problems
+
+
+def _is_batch_source(source) -> bool:
+    """A data source as the launch form writes it: an exported batch folder, maybe with guidelines."""
+    if not isinstance(source, dict) or set(source) - {"path", "guidelines"} or not isinstance(source.get("path"), str):
+        return False
+    try:
+        folder = Path(source["path"]).resolve(strict=True)
+    except (OSError, RuntimeError):
+        return False
+    return folder.is_dir() and folder.is_relative_to(Path(settings.EXPORT_ROOT).resolve())
 
 
 def config_yaml(config) -> str:
     """The resolved config as the YAML file the recipe is started with (as `save_config` writes it)."""
-    return yaml.safe_dump(dataclasses.asdict(config), sort_keys=False, allow_unicode=True)
+    from training.config import dump_config
+
+    return dump_config(config)

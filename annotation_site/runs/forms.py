@@ -46,7 +46,8 @@ class LaunchForm(forms.Form):
     )
     overrides = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 5, "placeholder": "max_steps=20\nlearning_rate=2e-5"}), required=False,
-        help_text="key=value, one per line, applied on top of the shipped config (values are YAML).",
+        help_text="key=value, one per line, on top of the shipped config (values are plain YAML). Only the "
+        "recipe's tunable settings (learning rate, steps, batch sizes, ...) can be set here; see the README.",
     )
     notes = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
 
@@ -60,15 +61,12 @@ class LaunchForm(forms.Form):
         ]
 
     def clean_overrides(self) -> list[str]:
-        try:
-            return parse_overrides(self.cleaned_data.get("overrides", ""))
-        except ApplicationError as error:
-            raise forms.ValidationError(error.message) from None
+        return parse_overrides(self.cleaned_data.get("overrides", ""))
 
     def add_application_error(self, error: ApplicationError) -> None:
-        """Show a service's error beside the field it names (else above the form)."""
+        """Show a service's error beside the field it names (else above the form), one line per problem."""
         field = error.extra.get("field")
-        self.add_error(field if field in self.fields else None, error.message)
+        self.add_error(field if field in self.fields else None, error.extra.get("errors") or [error.message])
 
 
 class DeployForm(forms.Form):

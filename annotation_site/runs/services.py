@@ -42,6 +42,7 @@ from annotation_site.batches.services import batch_folder
 from annotation_site.errors import ApplicationError, Conflict
 from annotation_site.generation import selectors as generation_selectors
 from annotation_site.generation.models import Checkpoint, CheckpointKind, Deployment
+from annotation_site.generation.paths import checkpoint_path
 from annotation_site.generation.services import checkpoint_create, deployment_create, deployment_update
 from annotation_site.runs import artifacts
 from annotation_site.runs.configs import (
@@ -50,6 +51,7 @@ from annotation_site.runs.configs import (
     ConfigInvalid,
     config_yaml,
     resolve_config,
+    stored_run_problems,
 )
 from annotation_site.runs.models import Recipe, RunStatus, TrainingRun
 
@@ -123,7 +125,7 @@ def _platform_values(*, recipe, base_checkpoint, helpfulness_reward_model, safet
                 f'"{base_checkpoint.name}" is a reward model; every recipe starts from a chat model '
                 "(a reward model too: its LM head is replaced by a scalar head).", field="base_checkpoint",
             )
-        values["model"] = base_checkpoint.path
+        values["model"] = checkpoint_path(base_checkpoint.path, field="base_checkpoint")
     for field, checkpoint in (
         ("helpfulness_reward_model", helpfulness_reward_model), ("safety_reward_model", safety_reward_model)
     ):
@@ -133,7 +135,7 @@ def _platform_values(*, recipe, base_checkpoint, helpfulness_reward_model, safet
             raise ConfigInvalid(f"Only rejection sampling and PPO use reward models; leave {field} empty.", field=field)
         if checkpoint.kind != CheckpointKind.REWARD_MODEL:
             raise ConfigInvalid(f'"{checkpoint.name}" is a {checkpoint.kind} checkpoint, not a reward model.', field=field)
-        values[field] = checkpoint.path
+        values[field] = checkpoint_path(checkpoint.path, field=field)
     unknown = sorted(set(guidelines) - set(GUIDELINES))
     if unknown:
         raise ConfigInvalid(f"Unknown guideline(s) {', '.join(unknown)}: use {', '.join(GUIDELINES)}.", field="guidelines")
@@ -205,6 +207,15 @@ def run_execute(*, run_id: int, worker: str) -> str:
     if not claimed:
         logger.info("run %s is %s; nothing to do", run_id, run.status)
         return run.status
+    problems = stored_run_problems(run)
+    if problems:
+        # Checked at launch too: a row that fails here was not written by run_launch.
+        message = "Refused before starting: " + " ".join(problems)
+        logger.error("run %s: %s", run_id, message)
+        TrainingRun.objects.filter(pk=run_id, worker=worker).update(
+            status=RunStatus.FAILED, error=message, finished_at=timezone.now()
+        )
+        return RunStatus.FAILED
     paths = artifacts.run_paths(run)
     paths.root.mkdir(parents=True, exist_ok=True)
     if previous_host == socket.gethostname() and previous_group:

@@ -12,6 +12,7 @@ from annotation_site.accounts.models import Role
 from annotation_site.accounts.permissions import role_required
 from annotation_site.errors import ApplicationError, NotFound
 from annotation_site.runs import artifacts, selectors, services
+from annotation_site.runs.configs import tunable_keys
 from annotation_site.runs.forms import CompareForm, DeployForm, LaunchForm
 from annotation_site.runs.models import Recipe, RunStatus
 from annotation_site.runs.plots import curves_png
@@ -50,7 +51,8 @@ def launch(request):
         else:
             messages.success(request, f"Run {run.pk} is queued for the training worker.")
             return redirect("runs:detail", run_id=run.pk)
-    return render(request, "runs/launch.html", {"form": form}, status=400 if form.errors else 200)
+    context = {"form": form, "tunable_keys": tunable_keys()}
+    return render(request, "runs/launch.html", context, status=400 if form.errors else 200)
 
 
 @role_required(*RESEARCH_ROLES)

@@ -63,6 +63,10 @@ def smollm2_vllm(request, smollm2_dir, tmp_path_factory) -> VLLMServer:
     return session_server(request, smollm2_dir, tmp_path_factory)
 
 
+# What the "internal_service" behaviour answers: what a port scan or an SSRF would read.
+INTERNAL_SECRET = "internal-service-secret-4711"
+
+
 class MisbehavingServer:
     """An OpenAI-compatible-looking HTTP server that answers each request in a chosen bad way.
 
@@ -82,6 +86,9 @@ class MisbehavingServer:
 
             def do_GET(self):
                 outer.requests.append(f"GET {self.path}")
+                if outer.behaviour == "internal_service":  # not a model server: a secret for any GET
+                    self._send(403, {"error": INTERNAL_SECRET})
+                    return
                 self._send(200, {"object": "list", "data": [{"id": outer.model, "object": "model"}]})
 
             def do_POST(self):

@@ -2,7 +2,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from training.config import ConfigError, load_config, save_config
+from training.config import ConfigError, default_values, load_config, save_config, untunable_keys
 
 
 @dataclass
@@ -58,3 +58,41 @@ def test_saved_config_loads_back_equal(tmp_path):
     config = load_config(Config, None, ["model=m", "data=[{path: x, weight: 2.0}]"])
     save_config(config, tmp_path / "config.yaml")
     assert load_config(Config, tmp_path / "config.yaml") == config
+
+
+def test_values_are_plain_yaml_anchors_aliases_tags_and_deep_nesting_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match=r"data: YAML anchors and aliases \(&name, \*name\) are not allowed"):
+        load_config(Config, None, ["model=m", "data=[&a {path: x}, *a]"])
+    with pytest.raises(ConfigError, match="YAML tags .*python/object/apply:os.system.* are not allowed"):
+        load_config(Config, None, ["model=!!python/object/apply:os.system [id]"])
+    with pytest.raises(ConfigError, match="nested deeper than 20 levels"):
+        load_config(Config, None, ["model=m", "data=" + "[" * 25 + "]" * 25])
+    with pytest.raises(ConfigError, match="epochs is not valid YAML: .* at line 1, column 4"):
+        load_config(Config, None, ["model=m", "epochs=[1,"])
+    path = tmp_path / "run.yaml"
+    path.write_text("model: &m chat\nlearning_rate: 1.0e-5\nbf16: *m\n")
+    with pytest.raises(ConfigError, match="anchors and aliases"):
+        load_config(Config, path)
+
+
+def test_every_badly_typed_value_is_reported_at_once():
+    with pytest.raises(ConfigError) as error:
+        load_config(Config, None, ["model=m", "epochs=two", "learning_rate=fast"])
+    assert error.value.errors == [
+        "overrides: epochs must be int, got 'two'", "overrides: learning_rate must be float, got 'fast'",
+    ]
+
+
+def test_untunable_keys_names_nested_keys_outside_the_list():
+    tunable = {"learning_rate", "sft.epochs"}
+    assert untunable_keys({"learning_rate": 1, "sft": {"epochs": 2}}, tunable) == []
+    assert untunable_keys({"sft": {"epochs": 2, "out": "/etc"}, "out": "x"}, tunable) == ["sft.out", "out"]
+    assert untunable_keys({"sft": "not a mapping"}, tunable) == ["sft"]
+
+
+def test_default_values_are_the_dataclass_defaults_then_the_file(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("model: m\nepochs: 3\n")
+    assert default_values(Config) == {"learning_rate": 1e-5, "epochs": 1, "bf16": None, "margin_table": "small", "data": []}
+    assert default_values(Config, path)["epochs"] == 3 and default_values(Config, path)["model"] == "m"
+

@@ -8,8 +8,10 @@ from tests.support.vllm_server import smollm2_vllm, tiny_vllm  # noqa: F401 (ses
 
 
 @pytest.fixture(autouse=True)
-def generation_settings(settings):
+def generation_settings(settings, tmp_path_factory):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # The session's temporary folder holds the tiny models; paths outside it are refused.
+    settings.CHECKPOINT_ROOTS = [str(tmp_path_factory.getbasetemp())]
     settings.GENERATION_READY_TARGET = 10
     settings.GENERATION_BATCH_ITEMS = 8
     settings.GENERATION_TEMPERATURES = ["0.7", "1.0", "1.2"]

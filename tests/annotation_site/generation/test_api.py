@@ -73,8 +73,9 @@ def test_registering_a_run_folder_reads_its_config_and_finds_its_parent(tiny_mod
     without_kind = client.post("/api/checkpoints/register/", {"path": str(run)}, format="json")
     assert without_kind.status_code == 400 and "say which kind" in without_kind.json()["message"]
     registered = client.post("/api/checkpoints/register/", {"path": str(run), "kind": "sft"}, format="json").json()
-    assert registered["name"] == "sft-run" and registered["parent"] == base.pk
-    assert registered["training_config"]["learning_rate"] == 2e-5 and registered["run"] == str(run)
+    assert registered["name"] == "sft-run" and registered["parent"] == base.pk and registered["run"] == str(run)
+    assert "training_config" not in registered  # what config.yaml holds is not echoed
+    assert Checkpoint.objects.get(pk=registered["id"]).training_config["learning_rate"] == 2e-5
     not_a_checkpoint = client.post("/api/checkpoints/register/", {"path": str(tmp_path), "kind": "sft"}, format="json")
     assert not_a_checkpoint.status_code == 400 and "config.json" in not_a_checkpoint.json()["message"]
 
@@ -93,9 +94,18 @@ def test_a_reward_model_is_recognised_from_its_weights(tmp_path):
     assert deploy.status_code == 400 and "cannot generate" in deploy.json()["message"]
 
 
-def test_deploying_checking_and_disabling_a_vllm_endpoint(tiny_model_dir):
+def test_deploying_checking_and_disabling_a_vllm_endpoint(tiny_model_dir, celery_eager, django_capture_on_commit_callbacks):
     base = make_checkpoint(tiny_model_dir)
     client = _client("admin")
+
+    def check(deployment_id: int):
+        """The request only asks a worker (here: eagerly, after commit) and answers 202 at once."""
+        with django_capture_on_commit_callbacks() as callbacks:
+            asked = client.post(f"/api/deployments/{deployment_id}/health-check/")
+        assert asked.status_code == 202 and len(callbacks) == 1
+        callbacks[0]()
+        return client.get(f"/api/deployments/{deployment_id}/").json()
+
     with MisbehavingServer("ok", model="tiny") as peer:
         created = client.post(
             "/api/deployments/",
@@ -103,10 +113,10 @@ def test_deploying_checking_and_disabling_a_vllm_endpoint(tiny_model_dir):
             format="json",
         ).json()
         assert created["endpoint_url"] == peer.base_url and created["health"] == Health.UNKNOWN
-        checked = client.post(f"/api/deployments/{created['id']}/health-check/").json()
-        assert checked["health"] == Health.HEALTHY
-    down = client.post(f"/api/deployments/{created['id']}/health-check/").json()
-    assert down["health"] == Health.UNHEALTHY and down["last_error"]
+        assert check(created["id"])["health"] == Health.HEALTHY
+    down = check(created["id"])
+    assert down["health"] == Health.UNHEALTHY
+    assert down["last_error"] == "No OpenAI-compatible server serving tiny answered at this URL."
     disabled = client.patch(f"/api/deployments/{created['id']}/", {"enabled": False}, format="json").json()
     assert disabled["enabled"] is False
     stop = client.post(f"/api/deployments/{created['id']}/stop-server/")

@@ -19,9 +19,11 @@ TINY_REWARD_MODEL = [
 
 
 @pytest.fixture(autouse=True)
-def runs_settings(settings, tmp_path):
+def runs_settings(settings, tmp_path, tmp_path_factory):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.CHECKPOINT_ROOT = tmp_path / "checkpoints"
+    # The session's temporary folder holds the tiny models; paths outside it are refused.
+    settings.CHECKPOINT_ROOTS = [str(tmp_path_factory.getbasetemp())]
     settings.EXPORT_ROOT = tmp_path / "exports"
     settings.RUN_POLL_INTERVAL_S = 0.3
     settings.RUN_CANCEL_GRACE_S = 5

@@ -34,11 +34,11 @@ def test_every_shipped_config_is_listed_under_the_recipe_its_launch_command_runs
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ("learning_rat=2e-5", "unknown key(s) learning_rat"),
+        ("learning_rat=2e-5", "learning_rat: unknown key for the sft recipe"),
         ("epochs=many", "epochs must be float, got 'many'"),
         ("max_steps", 'is not of the form key=value'),
         ("out=/tmp/elsewhere", "Do not set out="),
-        ("data=[{path: x, guidelines: [kindness]}]", "guidelines of x: unknown ['kindness']"),
+        ("data=[{path: x, guidelines: [kindness]}]", "data cannot be set from the site"),
     ],
 )
 def test_a_config_that_does_not_load_is_a_form_error_on_the_overrides(client, researcher, overrides, message):
@@ -117,9 +117,13 @@ def test_a_broker_outage_at_launch_leaves_the_run_queued_for_the_watchdog(
     assert services.runs_recover() == [run.pk] and sent == [run.pk]
 
 
-def test_a_ppo_launch_takes_its_reward_models_from_the_registry_and_the_recipes_own_checks(researcher, base_checkpoint, exported_batch, enqueued):
-    helpful = Checkpoint.objects.create(name="rm-helpful", path="/ckpt/rm-helpful", kind="reward_model")
-    safe = Checkpoint.objects.create(name="rm-safe", path="/ckpt/rm-safe", kind="reward_model")
+def test_a_ppo_launch_takes_its_reward_models_from_the_registry_and_the_recipes_own_checks(
+    researcher, base_checkpoint, exported_batch, enqueued, tmp_path
+):
+    (tmp_path / "rm-helpful").mkdir()
+    (tmp_path / "rm-safe").mkdir()
+    helpful = Checkpoint.objects.create(name="rm-helpful", path=str(tmp_path / "rm-helpful"), kind="reward_model")
+    safe = Checkpoint.objects.create(name="rm-safe", path=str(tmp_path / "rm-safe"), kind="reward_model")
     api = APIClient()
     api.force_authenticate(researcher)
     launch = {
@@ -132,6 +136,8 @@ def test_a_ppo_launch_takes_its_reward_models_from_the_registry_and_the_recipes_
     created = api.post("/api/runs/", launch, format="json")
     assert created.status_code == 201, created.json()
     config = yaml.safe_load(created.json()["config_text"])
-    assert (config["helpfulness_reward_model"], config["safety_reward_model"]) == ("/ckpt/rm-helpful", "/ckpt/rm-safe")
+    assert (config["helpfulness_reward_model"], config["safety_reward_model"]) == (
+        str((tmp_path / "rm-helpful").resolve()), str((tmp_path / "rm-safe").resolve())
+    )
     assert config["iterations"] == 20 and config["kl_beta"] == 0.01  # the shipped file, then the paper's default
     assert created.json()["batches"] == ["2026-W48"] and created.json()["status"] == "queued"

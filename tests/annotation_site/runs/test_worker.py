@@ -28,7 +28,8 @@ def runs_env(postgres, settings):
     redis.Redis.from_url(BROKER_URL).flushdb()  # this area's own Redis database: no stale tasks
     return site_env(
         broker_url=BROKER_URL, drop_prefixes=("RUN_",),
-        CHECKPOINT_ROOT=str(settings.CHECKPOINT_ROOT), EXPORT_ROOT=str(settings.EXPORT_ROOT),
+        CHECKPOINT_ROOT=str(settings.CHECKPOINT_ROOT), CHECKPOINT_ROOTS=",".join(settings.CHECKPOINT_ROOTS),
+        EXPORT_ROOT=str(settings.EXPORT_ROOT),
         VAR_DIR=str(settings.CHECKPOINT_ROOT.parent / "var"), RUN_POLL_INTERVAL_S="0.3",
     )
 

@@ -1,4 +1,5 @@
-// Launch form: list only the shipped configs of the chosen recipe (one <optgroup> per recipe).
+// Launch form: list only the shipped configs of the chosen recipe (one <optgroup> per recipe), and
+// only its tunable keys (one [data-recipe] line per recipe).
 (function () {
   "use strict";
   document.addEventListener("DOMContentLoaded", function () {
@@ -11,6 +12,9 @@
         group.hidden = !mine;
         group.disabled = !mine;
         if (!mine && group.contains(config.selectedOptions[0])) { config.value = ""; }
+      });
+      document.querySelectorAll("[data-recipe]").forEach(function (line) {
+        line.hidden = line.dataset.recipe !== recipe.value;
       });
     }
     recipe.addEventListener("change", show);
