@@ -38,6 +38,7 @@ from annotation_site.generation.models import (
     Health,
 )
 from annotation_site.generation.policy import SamplingPolicy
+from annotation_site.text_rules import require_storable
 from serving.types import Completion, RequestRejected, ServingError
 
 logger = logging.getLogger(__name__)
@@ -71,6 +72,8 @@ def checkpoint_create(
     if not name:
         raise ApplicationError("A checkpoint needs a name.")
     _validate_kind(kind)
+    for where, value in (("the name", name), ("the notes", notes), ("the training config", training_config or {})):
+        require_storable(value, where=where)
     if Checkpoint.objects.filter(name=name).exists():
         raise Conflict(f'A checkpoint named "{name}" exists already: choose another name.')
     try:
@@ -161,6 +164,7 @@ def checkpoint_update(*, checkpoint: Checkpoint, data: dict) -> Checkpoint:
             raise ApplicationError("A checkpoint cannot be its own parent.")
         checkpoint.parent = data["parent"]
     if "notes" in data:
+        require_storable(data["notes"], where="the notes")
         checkpoint.notes = data["notes"]
     checkpoint.save()
     return checkpoint
