@@ -103,7 +103,8 @@ def resolve_config(*, recipe: str, config_name: str, overrides: list[str], platf
     """
     if recipe not in Recipe.values:
         raise ConfigInvalid(f'Unknown recipe "{recipe}": use one of {", ".join(Recipe.values)}.', field="recipe")
-    overridden = {line.partition("=")[0].strip() for line in overrides}
+    # A dotted override (`data.0.guidelines=...`) changes its top-level key.
+    overridden = {line.partition("=")[0].strip().split(".")[0] for line in overrides}
     reserved = sorted(overridden & set(PLATFORM_KEYS))
     if reserved:
         raise ConfigInvalid(f"Do not set {reserved[0]}=: every run writes to its own folder under CHECKPOINT_ROOT/runs/.")
