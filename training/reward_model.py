@@ -17,7 +17,6 @@ Outputs in `out/` (written to `out.tmp/` and renamed when complete): the checkpo
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import sys
@@ -37,6 +36,7 @@ from training.run_folder import (
     read_metrics,
     train_summary,
     warmup_steps,
+    with_resolved_precision,
 )
 
 logger = logging.getLogger("training")
@@ -102,9 +102,7 @@ def train(config: Config) -> Path:
 
     sources = parse_sources(config.data)
     state = PartialState()
-    precision = precision_args(config.bf16)
-    # The saved config says which precision `bf16: null` resolved to on this machine.
-    config = dataclasses.replace(config, bf16=precision["bf16"])
+    config = with_resolved_precision(config)
     with RunFolder(config.out, overwrite=config.overwrite, is_main_process=state.is_main_process) as run:
         run.save_config(config)
 
@@ -140,7 +138,7 @@ def train(config: Config) -> Path:
             logging_steps=config.logging_steps,
             save_strategy="no",
             report_to="none",
-            **precision,
+            **precision_args(config.bf16),
             **config.trainer_args,
         )
         metrics_path = run.tmp / "metrics.jsonl"
