@@ -148,12 +148,16 @@ def parse_hh_pair(row: dict, *, guideline_kind: str = "") -> PreferencePair:
 
 
 def _shared_prefix_length(a, b) -> int:
-    shared = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        shared += 1
-    return shared
+    """Length of the common start of two strings or lists: a binary search on slice equality, which
+    compares in C (a character-by-character loop was a third of an HH import's parsing time)."""
+    low, high = 0, min(len(a), len(b))
+    while low < high:
+        middle = (low + high + 1) // 2
+        if a[:middle] == b[:middle]:
+            low = middle
+        else:
+            high = middle - 1
+    return low
 
 
 # --- jsonl: TRL's preference formats and our own exports -------------------------------------------
@@ -189,7 +193,7 @@ def _single_response(messages: list[dict], key: str) -> str:
     return messages[0]["content"]
 
 
-def _explicit_prompt(row: dict, notes: set[str]) -> tuple[list[dict], str, str]:
+def _explicit_prompt(row: dict) -> tuple[list[dict], str, str]:
     prompt = row["prompt"]
     if isinstance(prompt, str):
         turns = [{"role": "user", "content": prompt}]
@@ -240,7 +244,7 @@ def parse_jsonl_pair(row: dict, *, guideline_kind: str) -> PreferencePair:
         raise LineError(f'the line says guideline "{row["guideline"]}" but the import is for "{guideline_kind}"')
     notes: set[str] = set()
     if "prompt" in row:
-        turns, chosen, rejected = _explicit_prompt(row, notes)
+        turns, chosen, rejected = _explicit_prompt(row)
     elif isinstance(row["chosen"], str) and row["chosen"].startswith(HUMAN):
         raise LineError("this is an Anthropic HH transcript: import the file with --format hh-rlhf")
     else:

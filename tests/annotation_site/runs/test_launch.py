@@ -39,6 +39,8 @@ def test_every_shipped_config_is_listed_under_the_recipe_its_launch_command_runs
         ("max_steps", 'is not of the form key=value'),
         ("out=/tmp/elsewhere", "Do not set out="),
         ("data=[{path: x, guidelines: [kindness]}]", "guidelines of x: unknown ['kindness']"),
+        ("data.0.guidlines=[safety]", "unknown key(s) guidlines"),
+        ("data.3.guidelines=[safety]", "data has 1 entries, numbered from 0; '3' is not one"),
     ],
 )
 def test_a_config_that_does_not_load_is_a_form_error_on_the_overrides(client, researcher, overrides, message):
