@@ -22,6 +22,8 @@ from django.utils.deconstruct import deconstructible
 from rest_framework.exceptions import ValidationError as APIValidationError
 from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
+from annotation_site.errors import ApplicationError
+
 TEXT_VALIDATORS = (ProhibitNullCharactersValidator(), ProhibitSurrogateCharactersValidator())
 # What those two refuse, found in one scan at C speed: DRF's validator walks the text a character
 # at a time in Python (~40 us for 300 characters, seconds over an HH file), so the validators, and
@@ -37,12 +39,9 @@ def unstorable_reason(value: Any, *, where: str = "the text") -> str | None:
         for validator in TEXT_VALIDATORS:
             try:
                 validator(value)
-            except ValidationError as error:  # Django's validator
-                message = " ".join(str(m) for m in error.messages)
-                return f"{where}: {message} PostgreSQL cannot store it; remove the character and try again."
-            except APIValidationError as error:  # DRF's validator raises DRF's own error type
-                message = " ".join(str(m) for m in error.detail)
-                return f"{where}: {message} PostgreSQL cannot store it; remove the character and try again."
+            except (ValidationError, APIValidationError) as error:  # Django's type, DRF's type
+                messages = error.messages if isinstance(error, ValidationError) else error.detail
+                return f"{where}: {' '.join(map(str, messages))} PostgreSQL cannot store it; remove the character and try again."
         return None
     if isinstance(value, dict):
         for key, item in value.items():
@@ -59,8 +58,6 @@ def unstorable_reason(value: Any, *, where: str = "the text") -> str | None:
 
 def require_storable(value: Any, *, where: str) -> None:
     """Raise the application's error (a 400 in the API) when `value` breaks the text rule."""
-    from annotation_site.errors import ApplicationError
-
     reason = unstorable_reason(value, where=where)
     if reason:
         raise ApplicationError(reason[0].upper() + reason[1:])

@@ -31,4 +31,3 @@ class Command(BaseCommand):
             f"{manifest['demonstrations']} demonstrations"
         )
         self.stdout.write(str(out))
-
