@@ -204,7 +204,7 @@ CELERY_TASK_ROUTES = {"annotation_site.runs.tasks.*": {"queue": "training"}}
 # --- Batches, checkpoints, serving ----------------------------------------------------------------
 EXPORT_ROOT = Path(env_str("EXPORT_ROOT", str(VAR_DIR / "exports")))
 # Hold-out test split of each batch: a count of comparisons (the paper held out 1,000 of each
-# batch) when >= 1, else a fraction. A count never takes more than BATCH_TEST_MAX_FRACTION of a
+# batch) when >= 1, a fraction when < 1, none when 0. A count never takes more than BATCH_TEST_MAX_FRACTION of a
 # batch, so a small batch still has training data.
 BATCH_TEST_SIZE = env_float("BATCH_TEST_SIZE", 1000)
 BATCH_TEST_MAX_FRACTION = env_float("BATCH_TEST_MAX_FRACTION", 0.1)

@@ -25,6 +25,7 @@ launch form's choices or the operator's settings, never from text typed into a w
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import types
 import typing
@@ -108,7 +109,8 @@ def load_config(config_class: type[C], path: str | Path | None = None, overrides
     """Build `config_class` from its defaults, the YAML file at `path`, then `key=value` overrides.
 
     Override values are parsed as YAML, so `lr=2e-5`, `bf16=false`, `guidelines=[safety]` and
-    `data=[{path: exports/2026-W48}]` all work.
+    `data=[{path: exports/2026-W48}]` all work. A dotted key changes one part of a list or mapping
+    and keeps the rest: `data.0.guidelines=[safety]` filters the first data source only.
     """
     values: dict[str, Any] = {}
     if path is not None:
@@ -117,8 +119,47 @@ def load_config(config_class: type[C], path: str | Path | None = None, overrides
         key, sep, raw = override.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"override {override!r} is not of the form key=value")
-        values[key.strip()] = parse_yaml(raw, key.strip()) if raw.strip() else None
+        value = parse_yaml(raw, key.strip()) if raw.strip() else None
+        if "." in key:
+            _set_nested(config_class, values, key.strip(), value)
+        else:
+            values[key.strip()] = value
     return build_config(config_class, values, origin=str(path) if path else "overrides")
+
+
+def _set_nested(config_class: type, values: dict[str, Any], key: str, value: Any) -> None:
+    """Apply `a.0.b=value`: index into the list or mapping already set for `a` (file or default)."""
+    name, *path = key.split(".")
+    fields = {field.name: field for field in dataclasses.fields(config_class)}
+    if name not in fields:
+        raise ConfigError(f"override {key}: unknown key {name}; known keys: {', '.join(sorted(fields))}")
+    if name in values:
+        node = copy.deepcopy(values[name])
+    elif fields[name].default_factory is not dataclasses.MISSING:
+        node = fields[name].default_factory()
+    else:
+        raise ConfigError(f"override {key}: {name} is not set by the config file, so there is nothing to change in it")
+    values[name] = node
+    for depth, part in enumerate(path):
+        where = ".".join([name, *path[:depth]])
+        last = depth == len(path) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"override {key}: {where} has {len(node)} entries, numbered from 0; {part!r} is not one")
+            index = int(part)
+            if last:
+                node[index] = value
+            else:
+                if isinstance(node[index], str):
+                    node[index] = {"path": node[index]}  # a data source written as its bare path
+                node = node[index]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+        else:
+            raise ConfigError(f"override {key}: {where} is {node!r}, not a list or mapping to index into")
 
 
 def default_values(config_class: type, path: str | Path | None = None) -> dict[str, Any]:

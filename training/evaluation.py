@@ -118,12 +118,13 @@ def plot_reward_distribution(distribution: dict[str, Any], path: Path) -> Path |
     return path
 
 
-def format_tables(results: dict[str, dict[str, Any]], model_name: str) -> str:
+def format_tables(results: dict[str, dict[str, Any]], model_name: str, *, eval_max_length: int | None = None) -> str:
     """The eval results as two text tables laid out like the paper's Table 7 and Table 8.
 
     Table 7: one row for this reward model, one column per held-out split, then the average over
     all scored pairs. Table 8: one row per held-out split, one column per rating level, then the
-    split's overall accuracy.
+    split's overall accuracy. Below them, what the tables leave out: held-out pairs longer than
+    `eval_max_length`, per split.
     """
     splits = list(results)
     total_pairs = sum(results[name]["pairs"] for name in splits)
@@ -139,7 +140,18 @@ def format_tables(results: dict[str, dict[str, Any]], model_name: str) -> str:
         cells = [_percent(by_rating[rating]["accuracy"]) if rating in by_rating else "-" for rating in RATING_TITLES]
         rows.append([name, *cells, _percent(results[name]["accuracy"])])
     lines += _table(["Test set", *columns, "Avg"], rows)
+    lines += ["", *_left_out(results, eval_max_length)]
     return "\n".join(lines)
+
+
+def _left_out(results: dict[str, dict[str, Any]], eval_max_length: int | None) -> list[str]:
+    skipped = {name: result["skipped_too_long"] for name, result in results.items() if result["skipped_too_long"]}
+    if not skipped:
+        scope = "at full length" if eval_max_length is None else f"within eval_max_length={eval_max_length} tokens"
+        return [f"Left out of the tables: nothing (every held-out pair was scored {scope})."]
+    return [f"Left out of the tables: held-out pairs longer than eval_max_length={eval_max_length} tokens:"] + [
+        f"  {name}: {count} of {count + results[name]['pairs']} pairs" for name, count in skipped.items()
+    ]
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:

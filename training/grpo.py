@@ -26,7 +26,15 @@ from pathlib import Path
 from training.config import ConfigError, parse_args
 from training.prompts import load_prompts
 from training.rewards import SAFETY_THRESHOLD
-from training.run_folder import MetricsFile, RunFolder, accumulation_steps, plot_loss_curve, precision_args, read_metrics
+from training.run_folder import (
+    MetricsFile,
+    RunFolder,
+    accumulation_steps,
+    plot_loss_curve,
+    precision_args,
+    read_metrics,
+    with_resolved_precision,
+)
 from training.scoring import RewardFunction, RewardScorer
 
 logger = logging.getLogger("training")
@@ -123,6 +131,7 @@ def train(config: Config, reward_fn: RewardFunction | None = None) -> Path:
     if (config.per_device_batch_size * accumulation * world_size) % config.num_generations:
         raise ConfigError(f"batch_size {config.batch_size} must hold whole groups of num_generations {config.num_generations}")
     prompts = load_prompts(config.data, seed=config.seed)
+    config = with_resolved_precision(config)
 
     with RunFolder(config.out, overwrite=config.overwrite, is_main_process=state.is_main_process) as run:
         run.save_config(config)

@@ -55,7 +55,7 @@ from training.ppo_math import (
 )
 from training.prompts import Prompt, load_prompts
 from training.rewards import SAFETY_THRESHOLD, whiten
-from training.run_folder import RunFolder, precision_args
+from training.run_folder import RunFolder, with_resolved_precision
 from training.scoring import RewardFunction, RewardScorer
 
 logger = logging.getLogger("training")
@@ -197,7 +197,8 @@ def train(config: Config, reward_fn: RewardFunction | None = None) -> Path:
 
     if reward_fn is None and config.helpfulness_reward_model is None:
         raise ConfigError("set helpfulness_reward_model and safety_reward_model: PPO needs a reward")
-    bf16 = precision_args(config.bf16)["bf16"]
+    config = with_resolved_precision(config)
+    bf16 = config.bf16
     accelerator = Accelerator(mixed_precision="bf16" if bf16 else "no")
     processes, rank = accelerator.num_processes, accelerator.process_index
     for name in ("batch_size", "minibatch_size"):

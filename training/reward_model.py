@@ -36,6 +36,7 @@ from training.run_folder import (
     read_metrics,
     train_summary,
     warmup_steps,
+    with_resolved_precision,
 )
 
 logger = logging.getLogger("training")
@@ -68,6 +69,10 @@ class Config:
     # Pairs whose chosen or rejected conversation is longer are dropped by TRL (and counted here).
     # The paper's models have a 4096-token context.
     max_length: int = 4096
+    # Longest held-out conversation scored in the evaluation; None scores every pair at full length
+    # (scoring needs no gradients, so it fits where training would not). Pairs over it are left out
+    # of Tables 7/8 and the count is printed beside them.
+    eval_max_length: int | None = None
     # Not given for the reward models in the paper; AdamW's usual 0.
     weight_decay: float = 0.0
     # Trades ~40% more time for much less activation memory.
@@ -108,6 +113,7 @@ def train(config: Config) -> Path:
 
     sources = parse_sources(config.data)
     state = PartialState()
+    config = with_resolved_precision(config)
     with RunFolder(config.out, overwrite=config.overwrite, is_main_process=state.is_main_process) as run:
         run.save_config(config)
 
@@ -166,7 +172,9 @@ def train(config: Config) -> Path:
         trainer.args.warmup_steps = warmup_steps(total_steps, ratio=config.warmup_ratio, minimum=config.warmup_min_steps)
         data_report = {
             **mix.as_dict(),
-            "train_pairs": len(dataset),
+            # The pairs actually trained on: the mix after TRL's length filter.
+            "train_pairs": len(trainer.train_dataset),
+            "train_pairs_before_length_filter": len(dataset),
             "train_pairs_dropped_too_long": too_long,
             "pairs_per_step": config.per_device_batch_size * accumulation * trainer.args.world_size,
             "total_steps": total_steps,
@@ -189,7 +197,9 @@ def train(config: Config) -> Path:
             model = AutoModelForSequenceClassification.from_pretrained(run.tmp, dtype=dtype).to(trainer.args.device)
             results, all_rows, all_chosen, all_rejected = {}, [], [], []
             for name, rows in eval_splits.items():
-                chosen, rejected = score_pairs(model, tokenizer, rows, batch_size=config.eval_batch_size, max_length=config.max_length)
+                chosen, rejected = score_pairs(
+                    model, tokenizer, rows, batch_size=config.eval_batch_size, max_length=config.eval_max_length
+                )
                 results[name] = pair_accuracy(rows, chosen, rejected)
                 all_rows += rows
                 all_chosen += chosen
@@ -208,7 +218,7 @@ def train(config: Config) -> Path:
             plot_loss_curve(metrics, run.tmp / "loss_curve.png", f"reward model ({config.margin_table} margin)")
             plot_reward_distribution(distribution, run.tmp / "reward_distribution.png")
             if results:
-                print(format_tables(results, Path(config.out).name), flush=True)
+                print(format_tables(results, Path(config.out).name, eval_max_length=config.eval_max_length), flush=True)
             else:
                 logger.warning("no held-out split found (preferences.test.jsonl) in any data source")
         state.wait_for_everyone()

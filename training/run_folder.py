@@ -180,6 +180,14 @@ def precision_args(bf16: bool | None) -> dict[str, Any]:
     return {"use_cpu": not on_gpu, "bf16": bf16, "fp16": False}
 
 
+def with_resolved_precision(config: Any) -> Any:
+    """`config` with `bf16: null` (auto) replaced by what it resolves to here, so the run's saved
+    config.yaml says which precision it trained in."""
+    import dataclasses
+
+    return dataclasses.replace(config, bf16=precision_args(config.bf16)["bf16"])
+
+
 def accumulation_steps(batch_size: int, per_device_batch_size: int) -> int:
     """Gradient-accumulation steps that make `batch_size` examples a step on all processes together."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))  # set by accelerate launch / torchrun

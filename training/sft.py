@@ -36,6 +36,7 @@ from training.run_folder import (
     read_metrics,
     train_summary,
     warmup_steps,
+    with_resolved_precision,
 )
 
 logger = logging.getLogger("training")
@@ -145,6 +146,7 @@ def train(config: Config) -> Path:
 
     sources = parse_sources(config.data)
     state = PartialState()
+    config = with_resolved_precision(config)
     with RunFolder(config.out, overwrite=config.overwrite, is_main_process=state.is_main_process) as run:
         run.save_config(config)
 

@@ -1,6 +1,7 @@
 from django.contrib import admin
 
 from annotation_site.accounts.models import AnnotatorProfile
+from annotation_site.text_rules import STORABLE_JSON_FIELDS
 
 
 @admin.register(AnnotatorProfile)
@@ -10,3 +11,4 @@ class AnnotatorProfileAdmin(admin.ModelAdmin):
     list_editable = ("weekly_quota",)
     readonly_fields = ("pseudonym", "created_at")
     raw_id_fields = ("user",)
+    formfield_overrides = STORABLE_JSON_FIELDS

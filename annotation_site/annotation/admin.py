@@ -13,6 +13,7 @@ from annotation_site.annotation.models import (
     Item,
     Sample,
 )
+from annotation_site.text_rules import STORABLE_JSON_FIELDS
 
 
 def _first_turn(dialogue: Dialogue) -> str:
@@ -44,6 +45,7 @@ class DialogueAdmin(admin.ModelAdmin):
     list_filter = ("guideline_kind", "source")
     search_fields = ("source_name", "author__username")
     raw_id_fields = ("author", "continues")
+    formfield_overrides = STORABLE_JSON_FIELDS
 
     @admin.display(description="first user turn")
     def first_turn(self, dialogue):
@@ -56,6 +58,7 @@ class SampleAdmin(admin.ModelAdmin):
     list_filter = ("model_name", "finish_reason")
     search_fields = ("model_name", "text")
     raw_id_fields = ("dialogue", "checkpoint")
+    formfield_overrides = STORABLE_JSON_FIELDS
 
 
 class AssignmentInline(admin.TabularInline):

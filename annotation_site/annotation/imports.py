@@ -9,8 +9,9 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
@@ -23,35 +24,17 @@ from annotation_site.annotation.models import (
     Dialogue,
     DialogueSource,
     GuidelineKind,
+    ImportSplit,
     Item,
     ItemStatus,
-    Rating,
     Sample,
 )
-from annotation_site.annotation.services import PromptSpec, safety_bin_for, validate_turns
+from annotation_site.annotation.preference_formats import LineError, PreferencePair, check_turns
+from annotation_site.annotation.services import PromptSpec, safety_bin_for
 from annotation_site.errors import ApplicationError
 
-HUMAN, ASSISTANT = "\n\nHuman:", "\n\nAssistant:"
 # Pairs written per round of inserts (the progress line moves once per chunk).
 IMPORT_CHUNK = 5_000
-
-
-class LineError(ValueError):
-    """What is wrong with one line of an import file."""
-
-
-@dataclass(frozen=True)
-class PreferencePair:
-    turns: list[dict]
-    chosen: str
-    rejected: str
-    rating: str = ""
-    chosen_is_safe: bool | None = None
-    rejected_is_safe: bool | None = None
-    chosen_model: str = ""
-    rejected_model: str = ""
-    chosen_sampling: dict = field(default_factory=dict)
-    rejected_sampling: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -63,133 +46,15 @@ class Problem:
         return f"line {self.line}: {self.reason}"
 
 
-# --- parsing ---------------------------------------------------------------------------------------
+# --- parsing (the preference formats are in preference_formats.py) --------------------------------
 
 
-def _turns_from_hh(transcript: str) -> list[dict]:
-    """Split an Anthropic HH transcript ("\\n\\nHuman: ...\\n\\nAssistant: ...") into turns."""
-    if not transcript.startswith(HUMAN):
-        raise LineError('the transcript does not start with "\\n\\nHuman:"')
-    turns: list[dict] = []
-    position = 0
-    while position < len(transcript):
-        role, marker = ("user", HUMAN) if transcript.startswith(HUMAN, position) else ("assistant", ASSISTANT)
-        start = position + len(marker)
-        ends = [i for i in (transcript.find(HUMAN, start), transcript.find(ASSISTANT, start)) if i != -1]
-        end = min(ends) if ends else len(transcript)
-        turns.append({"role": role, "content": transcript[start:end].strip()})
-        position = end
-    return turns
-
-
-def _check_turns(turns) -> list[dict]:
-    try:
-        return validate_turns(turns)
-    except ApplicationError as error:
-        raise LineError(f"bad dialogue: {error.message}") from None
-
-
-def parse_hh_pair(row: dict) -> PreferencePair:
-    """One HH-RLHF row: the dialogue is the shared prefix up to the start of the last assistant turn they share."""
-    for key in ("chosen", "rejected"):
-        if key not in row:
-            raise LineError(f'missing key "{key}"')
-        if not isinstance(row[key], str):
-            raise LineError(f'"{key}" must be a transcript string')
-    chosen, rejected = row["chosen"], row["rejected"]
-    if chosen == rejected:
-        raise LineError("the chosen and rejected transcripts are identical")
-    shared = 0
-    for a, b in zip(chosen, rejected):
-        if a != b:
-            break
-        shared += 1
-    split = chosen.rfind(ASSISTANT, 0, shared)
-    if split == -1 or not rejected.startswith(ASSISTANT, split):
-        raise LineError("the transcripts share no assistant turn, so there is no response to compare")
-    turns = _check_turns(_turns_from_hh(chosen[:split]))
-    responses = [text[split + len(ASSISTANT) :].strip() for text in (chosen, rejected)]
-    for name, text in zip(("chosen", "rejected"), responses):
-        if not text:
-            raise LineError(f"the {name} response is empty")
-        if HUMAN in text:
-            # Transcripts that diverge before the last turn: the rest is not one assistant response.
-            raise LineError(f"the {name} transcript goes on with a human turn after the response")
-    return PreferencePair(turns=turns, chosen=responses[0], rejected=responses[1])
-
-
-JSONL_KEYS = {
-    "prompt", "chosen", "rejected", "rating", "guideline", "chosen_is_safe", "rejected_is_safe",
-    "chosen_model", "rejected_model", "chosen_sampling", "rejected_sampling",
-}
-# Metadata written by our own exports; accepted so an exported batch can be imported back.
-EXPORT_METADATA_KEYS = {
-    "margin", "margin_table", "safety_bin", "comparison_id", "item_id", "annotator", "source", "batch", "split",
-}
-
-
-def _response_text(value, key: str) -> str:
-    if isinstance(value, str):
-        text = value
-    elif (
-        isinstance(value, list)
-        and len(value) == 1
-        and isinstance(value[0], dict)
-        and value[0].get("role") == "assistant"
-        and isinstance(value[0].get("content"), str)
-    ):
-        text = value[0]["content"]
-    else:
-        raise LineError(f'"{key}" must be a string or [{{"role": "assistant", "content": "..."}}]')
-    if not text.strip():
-        raise LineError(f'"{key}" is empty')
-    if len(text) > settings.DIALOGUE_MAX_TURN_CHARS:
-        raise LineError(f'"{key}" is longer than {settings.DIALOGUE_MAX_TURN_CHARS} characters (DIALOGUE_MAX_TURN_CHARS)')
-    return text
-
-
-def _optional_bool(row: dict, key: str) -> bool | None:
-    value = row.get(key)
-    if value is not None and not isinstance(value, bool):
-        raise LineError(f'"{key}" must be true, false or null')
-    return value
-
-
-def parse_jsonl_pair(row: dict, *, guideline_kind: str) -> PreferencePair:
-    """One row of the project's preference format (the exported TRL conversational format, README)."""
-    unknown = set(row) - JSONL_KEYS - EXPORT_METADATA_KEYS
-    if unknown:
-        raise LineError(f"unknown key(s) {', '.join(sorted(unknown))}")
-    for key in ("prompt", "chosen", "rejected"):
-        if key not in row:
-            raise LineError(f'missing key "{key}"')
-    if row.get("guideline") not in (None, guideline_kind):
-        raise LineError(f'the line says guideline "{row["guideline"]}" but the import is for "{guideline_kind}"')
-    turns = _check_turns(row["prompt"])
-    chosen, rejected = _response_text(row["chosen"], "chosen"), _response_text(row["rejected"], "rejected")
-    if chosen == rejected:
-        raise LineError("the chosen and rejected responses are identical")
-    rating = row.get("rating") or ""
-    if rating and rating not in Rating.values:
-        raise LineError(f'unknown rating "{rating}" (use one of {", ".join(Rating.values)} or null)')
-    chosen_is_safe, rejected_is_safe = _optional_bool(row, "chosen_is_safe"), _optional_bool(row, "rejected_is_safe")
-    if chosen_is_safe is False and rejected_is_safe is True:
-        raise LineError("the chosen response is unsafe and the other safe; such pairs are never used")
-    for key in ("chosen_sampling", "rejected_sampling"):
-        if not isinstance(row.get(key) or {}, dict):
-            raise LineError(f'"{key}" must be an object')
-    return PreferencePair(
-        turns=turns,
-        chosen=chosen,
-        rejected=rejected,
-        rating=rating,
-        chosen_is_safe=chosen_is_safe,
-        rejected_is_safe=rejected_is_safe,
-        chosen_model=str(row.get("chosen_model") or ""),
-        rejected_model=str(row.get("rejected_model") or ""),
-        chosen_sampling=row.get("chosen_sampling") or {},
-        rejected_sampling=row.get("rejected_sampling") or {},
-    )
+def pair_report(pairs: list[PreferencePair]) -> dict[str, Counter]:
+    """How many pairs needed each normalisation, and how many lines had each column that was not read."""
+    return {
+        "normalised": Counter(note for pair in pairs for note in pair.notes),
+        "ignored_keys": Counter(key for pair in pairs for key in pair.ignored_keys),
+    }
 
 
 def parse_prompt(row: dict, *, guideline_kind: str) -> PromptSpec:
@@ -205,7 +70,7 @@ def parse_prompt(row: dict, *, guideline_kind: str) -> PromptSpec:
     kind = row.get("guideline", guideline_kind)
     if kind not in GuidelineKind.values:
         raise LineError(f'unknown guideline "{kind}" (use {" or ".join(GuidelineKind.values)})')
-    return PromptSpec(turns=_check_turns(value), guideline_kind=kind)
+    return PromptSpec(turns=check_turns(value), guideline_kind=kind)
 
 
 def count_lines(path: Path) -> int:
@@ -219,6 +84,9 @@ def parse_file(path: Path, parse: Callable[[dict], object], *, on_line: Callable
     for number, line in _lines(path):
         if on_line:
             on_line()
+        if isinstance(line, _NotUTF8):
+            problems.append(Problem(number, str(line)))
+            continue
         if not line.strip():
             continue
         try:
@@ -240,28 +108,40 @@ def parse_file(path: Path, parse: Callable[[dict], object], *, on_line: Callable
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Each line decoded on its own, so a line that is not UTF-8 is refused with its number."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            yield from enumerate(handle, start=1)
+        with open(path, "rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                try:
+                    yield number, raw.decode("utf-8")
+                except UnicodeDecodeError as error:
+                    yield number, _NotUTF8(f"not UTF-8 text ({error.reason} at byte {error.start} of the line)")
     except FileNotFoundError:
         raise ApplicationError(f"No such file: {path}") from None
-    except UnicodeDecodeError as error:
-        raise ApplicationError(f"{path} is not UTF-8 text ({error.reason} at byte {error.start}).") from None
+
+
+class _NotUTF8(str):
+    """A line that could not be decoded: its text is the reason."""
 
 
 # --- writing ---------------------------------------------------------------------------------------
 
 
-def validate_source_name(source_name: str) -> str:
+def validate_source_name(source_name: str, *, split: str = "") -> str:
+    """A new source name; with a split, also the name of a source imported before under the other split
+    (a dataset's train and test files are imported as one source, one file per split)."""
     source_name = (source_name or "").strip()
     if not source_name:
         raise ApplicationError("Name the source of the data with --source, e.g. anthropic-hh-harmless.")
     if source_name == "annotation" or len(source_name) > 200:
         raise ApplicationError('The source name must be 1-200 characters and not "annotation" (the platform\'s own).')
     if Dialogue.objects.filter(source=DialogueSource.IMPORT, source_name=source_name).exists():
-        raise ApplicationError(
-            f'Source "{source_name}" was imported before; import under another --source name so rows are never mixed.'
-        )
+        earlier = set(Comparison.objects.filter(source=source_name).values_list("split", flat=True).distinct())
+        if not split or not earlier or split in earlier:
+            what = f" with --split {split}" if split and split in earlier else ""
+            raise ApplicationError(
+                f'Source "{source_name}" was imported before{what}; import under another --source name so rows are never mixed.'
+            )
     return source_name
 
 
@@ -330,16 +210,21 @@ def preferences_import(
     guideline_kind: str,
     source_name: str,
     as_items: bool,
+    split: str = ImportSplit.TRAIN,
     on_chunk: Callable[[int], None] | None = None,
 ) -> int:
     """Write preference pairs in bulk, in one transaction; returns how many were written.
 
     Without `as_items` each pair becomes a completed comparison from `source_name` (rating as given
-    or unknown, no annotator); with it, a READY item for annotators to rate.
+    or unknown, no annotator) in `split`: a "test" file is only ever evaluated on, never trained
+    on. With `as_items`, a READY item for annotators to rate (their comparisons are the platform's
+    own and go to the weekly batches, so a split does not apply).
     """
     if guideline_kind not in GuidelineKind.values:
         raise ApplicationError(f'Unknown guideline "{guideline_kind}": use {" or ".join(GuidelineKind.values)}.')
-    source_name = validate_source_name(source_name)
+    if split not in ImportSplit.values:
+        raise ApplicationError(f'Unknown split "{split}": use {" or ".join(ImportSplit.values)}.')
+    source_name = validate_source_name(source_name, split="" if as_items else split)
     guideline = selectors.guideline_current(kind=guideline_kind)
     overlap = guideline.overlap if (guideline and as_items) else 1
     default_model = f"import:{source_name}"
@@ -393,6 +278,7 @@ def preferences_import(
                             "rejected_is_safe": p.rejected_is_safe,
                             "safety_bin": _bin(p),
                             "source": source_name,
+                            "split": split,
                         }
                         for index, (p, item_id) in enumerate(zip(chunk, item_ids))
                     ],

@@ -200,6 +200,11 @@ class Assignment(models.Model):
         return f"Assignment {self.pk}: item {self.item_id} to {self.annotator_id} ({self.status})"
 
 
+class ImportSplit(models.TextChoices):
+    TRAIN = "train", "Training split"
+    TEST = "test", "Test split (never trained on)"
+
+
 class Comparison(models.Model):
     """A preference between two samples: the unit the reward models train on.
 
@@ -230,6 +235,10 @@ class Comparison(models.Model):
     batch = models.ForeignKey(
         "batches.Batch", null=True, blank=True, on_delete=models.PROTECT, related_name="comparisons"
     )
+    # The split an imported file was declared to be (`import_preferences --split`): a "test" pair is
+    # never trained on. Empty for the platform's own comparisons, whose hold-out is drawn at export.
+    # The database default keeps the claim-and-submit function's INSERT unchanged.
+    split = models.CharField(max_length=5, choices=ImportSplit.choices, blank=True, default="", db_default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -237,6 +246,7 @@ class Comparison(models.Model):
             models.CheckConstraint(
                 condition=~Q(chosen_is_safe=False, rejected_is_safe=True), name="comparison_no_chosen_unsafe_other_safe"
             ),
+            models.CheckConstraint(condition=Q(split__in=["", "train", "test"]), name="comparison_split_known"),
         ]
         indexes = [
             models.Index(fields=["batch", "source"]),

@@ -38,6 +38,7 @@ from annotation_site.annotation.models import (
 from annotation_site.annotation.signals import items_need_samples
 from annotation_site.db_functions import RowReads
 from annotation_site.errors import ApplicationError, Conflict, NotFound
+from annotation_site.text_rules import require_storable
 
 # Annotator-written prompts and continued dialogues are generated and served before pool prompts.
 ANNOTATOR_PRIORITY = 10
@@ -72,6 +73,7 @@ def validate_turns(turns) -> list[dict]:
             raise ApplicationError(
                 f"Turn {index + 1} is longer than {settings.DIALOGUE_MAX_TURN_CHARS} characters (DIALOGUE_MAX_TURN_CHARS): shorten it."
             )
+        require_storable(content, where=f"turn {index + 1}")
         clean.append({"role": role, "content": content})
     total = sum(len(turn["content"]) for turn in clean)
     if total > settings.DIALOGUE_MAX_CHARS:
@@ -680,6 +682,8 @@ def guideline_publish(*, kind: str, title: str, text: str, overlap: int = 1) -> 
         raise ApplicationError("A guideline needs a title and a text.")
     if overlap < 1:
         raise ApplicationError("Overlap must be at least 1 annotator per item.")
+    require_storable(title, where="the title")
+    require_storable(text, where="the guideline text")
     with transaction.atomic():
         latest = Guideline.objects.select_for_update().filter(kind=kind).aggregate(v=Max("version"))["v"] or 0
         return Guideline.objects.create(kind=kind, version=latest + 1, title=title.strip(), text=text, overlap=overlap)

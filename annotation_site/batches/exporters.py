@@ -112,7 +112,8 @@ class ExportOptions:
     """Everything besides the rows that decides the bytes of an export."""
 
     margin_table: str
-    # >= 1: hold out about this many comparisons (whole items); < 1: this fraction of items.
+    # >= 1: hold out about this many comparisons (whole items); in (0, 1): this fraction of items;
+    # 0: none. Pairs an imported file declared as its test split are held out whatever this says.
     test_size: float
     # A count never holds out more than this fraction of the comparisons.
     test_max_fraction: float
@@ -121,14 +122,18 @@ class ExportOptions:
     batch: str | None
     # Written as the manifest's "created"; taken from the batch, never from the clock.
     created: str | None = None
+    # Hold out every comparison (export_source --test-size all: a dataset that is only evaluated on).
+    test_all: bool = False
 
     def __post_init__(self):
         if self.margin_table not in MARGIN_TABLES:
             raise ExportError(
                 f'Unknown margin table "{self.margin_table}": use one of {", ".join(sorted(MARGIN_TABLES))}.'
             )
-        if not self.test_size > 0:
-            raise ExportError(f"The test size must be a count >= 1 or a fraction in (0, 1), got {self.test_size}.")
+        if not (self.test_size == 0 or 0 < self.test_size < 1 or (self.test_size >= 1 and self.test_size == int(self.test_size))):
+            raise ExportError(
+                f"The test size must be 0 (no hold-out), a whole count >= 1 or a fraction in (0, 1), got {self.test_size:g}."
+            )
         if not 0 < self.test_max_fraction <= 1:
             raise ExportError(f"The test max fraction must be in (0, 1], got {self.test_max_fraction}.")
 
@@ -155,6 +160,10 @@ def test_items(comparisons: QuerySet, options: ExportOptions) -> Callable[[int],
     about that many comparisons are held out; only the `count` smallest hashes are ever kept (a
     bounded heap), so this stays small whatever the batch size.
     """
+    if options.test_all:
+        return lambda item_id: True
+    if options.test_size == 0:
+        return lambda item_id: False
     if options.test_size < 1:
         threshold = int(options.test_size * _HASH_SPACE)
         return lambda item_id: item_hash(item_id) < threshold
@@ -327,6 +336,7 @@ _COMPARISON_COLUMNS = (
     "rejected__checkpoint__name",
     "rejected_sampling_json",
     "annotator__profile__pseudonym",
+    "split",
 )
 
 
@@ -532,7 +542,8 @@ def _write_preferences(
     on_chunk: Callable[[int], None],
 ) -> dict:
     margins = MARGIN_TABLES[options.margin_table]
-    is_test = test_items(exportable(comparisons), options)
+    # A count is drawn from the pairs not already declared test data.
+    is_test = test_items(exportable(comparisons).exclude(split="test"), options)
     background = _Background()
     jsonl = {split: _HashingFile(folder / name, background) for split, name in zip(SPLITS, PREFERENCE_FILES)}
     hh = {split: _HashingFile(folder / name, background) for split, name in zip(SPLITS, HH_FILES)}
@@ -562,12 +573,14 @@ def _write_preferences(
             rejected_checkpoint,
             rejected_sampling_json,
             annotator,
+            declared_split,
         ) in prefetched(lambda: comparison_rows(comparisons, chunk_size), chunk_size):
             prompt = loads(turns_json)
             # Sorted JSON text once: Parquet keeps it as text, the JSONL line embeds it as is.
             chosen_sampling = dumps(loads(chosen_sampling_json), option=sort_keys) if chosen_sampling_json else b"{}"
             rejected_sampling = dumps(loads(rejected_sampling_json), option=sort_keys) if rejected_sampling_json else b"{}"
-            split = "test" if is_test(item_id) else "train"
+            # A pair imported as test data stays in the test split whatever the hold-out says.
+            split = "test" if declared_split == "test" or is_test(item_id) else "train"
             margin = margins.get(rating, 0.0)
             rating = rating or None
             safety_bin = safety_bin or None
@@ -720,6 +733,16 @@ def _data_card(manifest: dict) -> str:
 
 
 def _test_rule(options: ExportOptions) -> str:
+    # Only an imported dataset (no batch) has pairs declared as test data.
+    declared = "" if options.batch else "; pairs imported with --split test are always in the test split"
+    if options.test_all:
+        return "every comparison (--test-size all)"
+    if options.test_size == 0:
+        return "no hold-out" + declared
+    return _hold_out_rule(options) + declared
+
+
+def _hold_out_rule(options: ExportOptions) -> str:
     if options.test_size < 1:
         return f"items whose hash of the item id falls in the lowest {options.test_size:g} of the hash range"
     return (
@@ -777,7 +800,7 @@ def write_export(
         "margin_table": options.margin_table,
         "margins": dict(MARGIN_TABLES[options.margin_table]),
         "test_split": {
-            "test_size": options.test_size,
+            "test_size": "all" if options.test_all else options.test_size,
             "test_max_fraction": options.test_max_fraction,
             "rule": _test_rule(options),
         },

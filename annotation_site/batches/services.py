@@ -63,11 +63,14 @@ def code_version() -> str:
     return result.stdout.strip() if result.returncode == 0 else "unknown"
 
 
-def _options_from_settings(*, batch: str | None, created: str | None) -> ExportOptions:
+def _options_from_settings(
+    *, batch: str | None, created: str | None, test_size: float | None = None, test_all: bool = False
+) -> ExportOptions:
     try:
         return ExportOptions(
             margin_table=settings.BATCH_MARGIN_TABLE,
-            test_size=float(settings.BATCH_TEST_SIZE),
+            test_size=float(settings.BATCH_TEST_SIZE if test_size is None else test_size),
+            test_all=test_all,
             test_max_fraction=float(settings.BATCH_TEST_MAX_FRACTION),
             code_version=code_version(),
             batch=batch,
@@ -283,8 +286,14 @@ def batch_write_copy(*, batch: Batch, out_dir: Path, on_progress=None) -> dict:
         raise ApplicationError(str(error)) from None
 
 
-def source_export(*, name: str, out_dir: Path, on_progress=None) -> dict:
-    """Write an imported dataset (comparisons and demonstrations whose source is `name`) as a batch folder."""
+def source_export(*, name: str, out_dir: Path, test_size: float | str = 0, on_progress=None) -> dict:
+    """Write an imported dataset (comparisons and demonstrations whose source is `name`) as a batch folder.
+
+    An imported dataset keeps the split it was imported with: pairs imported with `--split test`
+    are the test split, the rest train. `test_size` holds out more of the training pairs, as a
+    batch would (a count >= 1 or a fraction), or "all" puts every pair in the test split; the
+    default 0 holds out nothing more (the weekly batches' BATCH_TEST_SIZE does not apply here).
+    """
     if name == ANNOTATION_SOURCE:
         raise ApplicationError('"annotation" is the platform\'s own data: export it by batch with export_batch.')
     comparisons = Comparison.objects.filter(source=name)
@@ -294,7 +303,13 @@ def source_export(*, name: str, out_dir: Path, on_progress=None) -> dict:
 
         known = ", ".join(source_names()) or "none imported yet"
         raise NotFound(f'There is no imported dataset named "{name}" (known: {known}).')
-    options = _options_from_settings(batch=None, created=None)
+    test_all = test_size == "all"
+    if isinstance(test_size, str) and not test_all:
+        try:
+            test_size = float(test_size)
+        except ValueError:
+            raise ApplicationError(f"--test-size {test_size!r} is not a count, a fraction, 0 or all.") from None
+    options = _options_from_settings(batch=None, created=None, test_size=0 if test_all else test_size, test_all=test_all)
     try:
         with atomic_folder(Path(out_dir), replace=False) as folder:
             return write_export(

@@ -39,6 +39,7 @@ from annotation_site.generation.models import (
 )
 from annotation_site.generation.paths import CheckpointPathRefused, checkpoint_path
 from annotation_site.generation.policy import SamplingPolicy
+from annotation_site.text_rules import require_storable
 from serving.endpoints import EndpointRefused, check_endpoint_url
 from serving.types import Completion, RequestRejected, ServingError
 
@@ -77,6 +78,8 @@ def checkpoint_create(
     if not name:
         raise ApplicationError("A checkpoint needs a name.")
     _validate_kind(kind)
+    for where, value in (("the name", name), ("the notes", notes), ("the training config", training_config or {})):
+        require_storable(value, where=where)
     if Checkpoint.objects.filter(name=name).exists():
         raise Conflict(f'A checkpoint named "{name}" exists already: choose another name.')
     path = checkpoint_path(path)
@@ -185,6 +188,7 @@ def checkpoint_update(*, checkpoint: Checkpoint, data: dict) -> Checkpoint:
             raise ApplicationError("A checkpoint cannot be its own parent.")
         checkpoint.parent = data["parent"]
     if "notes" in data:
+        require_storable(data["notes"], where="the notes")
         checkpoint.notes = data["notes"]
     checkpoint.save()
     return checkpoint

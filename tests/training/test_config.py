@@ -96,3 +96,43 @@ def test_default_values_are_the_dataclass_defaults_then_the_file(tmp_path):
     assert default_values(Config) == {"learning_rate": 1e-5, "epochs": 1, "bf16": None, "margin_table": "small", "data": []}
     assert default_values(Config, path)["epochs"] == 3 and default_values(Config, path)["model"] == "m"
 
+
+def test_a_dotted_override_changes_one_field_of_one_list_entry_and_keeps_the_rest(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("model: m\ndata:\n  - {path: exports/2026-W48, guidelines: [helpfulness]}\n  - exports/anthropic\n")
+
+    config = load_config(Config, path, ["data.0.guidelines=[safety]", "data.1.share=0.1"])
+
+    assert config.data == [
+        {"path": "exports/2026-W48", "guidelines": ["safety"]},
+        {"path": "exports/anthropic", "share": 0.1},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("data.2.guidelines=[safety]", "data has 1 entries, numbered from 0; '2' is not one"),
+        ("data.first.guidelines=[safety]", "'first' is not one"),
+        ("dat.0.guidelines=[safety]", "unknown key dat"),
+        ("model.x=1", "model is 'm', not a list or mapping"),
+    ],
+)
+def test_a_dotted_override_that_points_nowhere_is_an_error_that_says_where(tmp_path, override, message):
+    path = tmp_path / "run.yaml"
+    path.write_text("model: m\ndata:\n  - {path: a}\n")
+    with pytest.raises(ConfigError, match="override") as refused:
+        load_config(Config, path, [override])
+    assert message in str(refused.value)
+
+
+def test_the_shipped_cpu_reward_model_config_trains_a_safety_model_with_one_override():
+    from training import reward_model
+    from training.data import parse_sources
+
+    config = load_config(reward_model.Config, "training/configs/reward_model_smollm2_cpu.yaml", ["data.0.guidelines=[safety]"])
+
+    (source,) = parse_sources(config.data)
+    assert source.guidelines == ["safety"] and source.path == "var/exports/2026-W48"
+    with pytest.raises(ConfigError, match="unknown key"):
+        parse_sources(load_config(reward_model.Config, "training/configs/reward_model_smollm2_cpu.yaml", ["data.0.guidlines=[safety]"]).data)

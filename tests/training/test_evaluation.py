@@ -47,9 +47,14 @@ def test_accuracy_overall_per_rating_level_and_per_source_on_a_hand_made_set():
 def test_tables_are_laid_out_like_tables_7_and_8():
     results = {"2026-W48/helpfulness": hand_made_accuracy(), "anthropic-harmless": {**hand_made_accuracy(), "accuracy": 1.0}}
 
-    text = format_tables(results, "rm-helpfulness")
+    text = format_tables(results, "rm-helpfulness", eval_max_length=512)
 
-    table7, table8 = text.split("\n\n")
+    table7, table8, left_out = text.split("\n\n")
+    assert left_out.splitlines() == [
+        "Left out of the tables: held-out pairs longer than eval_max_length=512 tokens:",
+        "  2026-W48/helpfulness: 1 of 9 pairs",
+        "  anthropic-harmless: 1 of 9 pairs",
+    ]
     header, _, row = table7.splitlines()[1:]
     assert [cell.strip() for cell in header.split("|")] == ["", "2026-W48/helpfulness", "anthropic-harmless", "Avg"]
     assert [cell.strip() for cell in row.split("|")] == ["rm-helpfulness", "62.5", "100.0", "81.2"]

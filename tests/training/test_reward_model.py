@@ -104,7 +104,52 @@ def test_pairs_longer_than_max_length_are_dropped_and_counted(tmp_path, tiny_mod
 
     data = json.loads((out / "data.json").read_text())
     assert data["train_pairs_dropped_too_long"] == expected_dropped
+    assert data["train_pairs"] == len(rows) - expected_dropped and data["train_pairs_before_length_filter"] == len(rows)
     assert metrics_of(out)[0]["train_pairs_dropped_too_long"] == expected_dropped
+
+
+def pair_length(tokenizer, row) -> int:
+    length = lambda messages: len(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"])  # noqa: E731
+    return max(length(row["prompt"] + row["chosen"]), length(row["prompt"] + row["rejected"]))
+
+
+def test_held_out_pairs_longer_than_the_training_max_length_are_still_evaluated_and_what_is_left_out_is_printed(
+    tmp_path, tiny_model_dir, capsys
+):
+    folder = write_exported_batch(tmp_path / "w48", n_train=16, n_test=16)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    held_out, _ = load_preferences(parse_sources([str(folder)]), split="test")
+    lengths = sorted(pair_length(tokenizer, row) for row in held_out)
+    max_length = lengths[len(lengths) // 2]
+    too_long = sum(value > max_length for value in lengths)
+    assert 0 < too_long < len(held_out)
+
+    full = reward_model.train(run_config(tmp_path, tiny_model_dir, folder, out=str(tmp_path / "full"), max_length=max_length, max_steps=1))
+    splits = json.loads((full / "eval.json").read_text())["splits"]
+    assert sum(split["pairs"] for split in splits.values()) == len(held_out)
+    assert all(split["skipped_too_long"] == 0 for split in splits.values())
+    assert "Left out of the tables: nothing (every held-out pair was scored at full length)." in capsys.readouterr().out
+
+    capped = reward_model.train(
+        run_config(tmp_path, tiny_model_dir, folder, out=str(tmp_path / "capped"), max_length=max_length, eval_max_length=max_length, max_steps=1)
+    )
+    splits = json.loads((capped / "eval.json").read_text())["splits"]
+    assert sum(split["skipped_too_long"] for split in splits.values()) == too_long
+    printed = capsys.readouterr().out
+    assert f"Left out of the tables: held-out pairs longer than eval_max_length={max_length} tokens:" in printed
+    for name, split in splits.items():
+        if split["skipped_too_long"]:
+            assert f"  {name}: {split['skipped_too_long']} of {split['skipped_too_long'] + split['pairs']} pairs" in printed
+
+
+def test_the_saved_config_says_which_precision_auto_resolved_to(tmp_path, tiny_model_dir):
+    from training.run_folder import precision_args
+
+    folder = write_exported_batch(tmp_path / "w48", n_train=8, n_test=2)
+    out = reward_model.train(run_config(tmp_path, tiny_model_dir, folder, bf16=None, max_steps=1))
+
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["bf16"] is precision_args(None)["bf16"] and isinstance(saved["bf16"], bool)
 
 
 def test_same_config_and_seed_give_the_same_weights(tmp_path, tiny_model_dir):

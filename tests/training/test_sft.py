@@ -70,3 +70,15 @@ def test_recipe_trains_and_writes_a_complete_reloadable_checkpoint(tmp_path, tin
     assert evaluation["data"]["rows_per_source"] == {"2026-W48": 40, "extra": 2}
     assert evaluation["data"]["eval_demonstrations"] == 4
     assert math.isfinite(evaluation["held_out"]["eval_loss"]) and evaluation["held_out"]["eval_perplexity"] > 1
+
+
+def test_the_saved_config_says_which_precision_auto_resolved_to(tmp_path, tiny_model_dir):
+    import yaml
+
+    from training.run_folder import precision_args
+
+    folder = write_exported_batch(tmp_path / "w48", n_train=8)
+    out = sft.train(sft_config(tmp_path, tiny_model_dir, [str(folder)], bf16=None, max_steps=1))
+
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["bf16"] is precision_args(None)["bf16"] and isinstance(saved["bf16"], bool)

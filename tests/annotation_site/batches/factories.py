@@ -61,6 +61,7 @@ def make_comparison(
     rejected_is_safe: bool | None = None,
     safety_bin: str = "",
     source: str = "annotation",
+    split: str = "",
     created_at: dt.datetime | None = None,
     flip: bool = False,
 ) -> Comparison:
@@ -77,6 +78,7 @@ def make_comparison(
         rejected_is_safe=rejected_is_safe,
         safety_bin=safety_bin,
         source=source,
+        split=split,
     )
     if created_at is not None:
         Comparison.objects.filter(pk=comparison.pk).update(created_at=created_at)

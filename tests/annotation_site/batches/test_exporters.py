@@ -408,3 +408,80 @@ def test_an_unknown_source_is_refused_with_the_known_names(tmp_path):
     with pytest.raises(services.ApplicationError, match='no imported dataset named "nope".*anthropic-hh-harmless'):
         services.source_export(name="nope", out_dir=tmp_path / "x")
     assert not (tmp_path / "x").exists()
+
+
+# --- an imported dataset keeps its own split ------------------------------------------------------
+
+
+def _split_ids(folder: Path) -> dict[str, set[int]]:
+    return {split: {row["comparison_id"] for row in read_jsonl(folder / f"preferences.{split}.jsonl")} for split in ("train", "test")}
+
+
+def test_an_imported_dataset_keeps_the_split_it_was_imported_with_not_the_batches_hold_out(settings, tmp_path):
+    settings.BATCH_TEST_SIZE = 0.5  # the weekly batches' hold-out: not applied to an imported dataset
+    train = {make_comparison(source="hh", split="train").id for _ in range(6)}
+    test = {make_comparison(source="hh", split="test").id for _ in range(4)}
+    manifest = services.source_export(name="hh", out_dir=tmp_path / "hh")
+    assert _split_ids(tmp_path / "hh") == {"train": train, "test": test}
+    assert manifest["test_split"]["rule"].startswith("no hold-out; pairs imported with --split test")
+
+
+def test_a_hold_out_chosen_at_export_is_drawn_from_the_training_pairs_only(settings, tmp_path):
+    settings.BATCH_TEST_MAX_FRACTION = 1.0
+    train = {make_comparison(source="hh", split="train").id for _ in range(8)}
+    test = {make_comparison(source="hh", split="test").id for _ in range(3)}
+    services.source_export(name="hh", out_dir=tmp_path / "count", test_size=2)
+    sides = _split_ids(tmp_path / "count")
+    assert test <= sides["test"] and len(sides["test"] - test) == 2 and sides["train"] < train
+    services.source_export(name="hh", out_dir=tmp_path / "all", test_size="all")
+    assert _split_ids(tmp_path / "all") == {"train": set(), "test": train | test}
+
+
+def test_export_source_takes_the_test_size_on_the_command_line_and_refuses_a_bad_one(tmp_path):
+    from django.core.management import CommandError, call_command
+
+    ids = {make_comparison(source="hh", split="train").id for _ in range(3)}
+    call_command("export_source", "hh", out=tmp_path / "all", test_size="all")
+    assert _split_ids(tmp_path / "all")["test"] == ids
+    with pytest.raises(CommandError, match="not a count, a fraction, 0 or all"):
+        call_command("export_source", "hh", out=tmp_path / "bad", test_size="some")
+    with pytest.raises(CommandError, match="whole count"):
+        call_command("export_source", "hh", out=tmp_path / "bad", test_size="2.5")
+
+
+def test_a_batch_test_size_of_zero_holds_nothing_out(settings):
+    settings.BATCH_TEST_SIZE = 0
+    made = {make_comparison().id for _ in range(5)}
+    folder = Path(close_and_export().export_path)
+    assert _split_ids(folder) == {"train": made, "test": set()}
+    assert json.loads((folder / "manifest.json").read_text())["test_split"]["rule"] == "no hold-out"
+
+
+def test_no_pair_of_a_file_imported_as_test_data_is_ever_trained_on(tmp_path, settings):
+    """Import a train file and a test file as one dataset, export it with and without a further
+    hold-out, and read it as the training recipes do: every test pair is evaluated, none trained on."""
+    from django.core.management import call_command
+
+    from training.data import load_eval_splits, load_preferences, parse_sources
+
+    settings.BATCH_TEST_MAX_FRACTION = 1.0
+
+    def hh(question: str, good: str, bad: str) -> str:
+        return json.dumps({"chosen": f"\n\nHuman: {question}\n\nAssistant: {good}", "rejected": f"\n\nHuman: {question}\n\nAssistant: {bad}"})
+
+    (tmp_path / "train.jsonl").write_text("\n".join(hh(f"Train question {i}?", "Yes.", "No.") for i in range(12)) + "\n")
+    (tmp_path / "test.jsonl").write_text("\n".join(hh(f"Test question {i}?", "Yes.", "No.") for i in range(5)) + "\n")
+    for name, split in (("train.jsonl", "train"), ("test.jsonl", "test")):
+        call_command("import_preferences", str(tmp_path / name), format="hh-rlhf", guideline="safety", source="hh-harmless", split=split)
+    for test_size in ("0", "3", "0.5"):
+        out = tmp_path / f"export-{test_size}"
+        call_command("export_source", "hh-harmless", out=out, test_size=test_size)
+        sources = parse_sources([{"path": str(out)}])
+        trained, _ = load_preferences(sources)
+        evaluated, _ = load_eval_splits(sources)
+        trained_questions = {row["prompt"][0]["content"] for row in trained}
+        evaluated_questions = {row["prompt"][0]["content"] for rows in evaluated.values() for row in rows}
+        test_questions = {f"Test question {i}?" for i in range(5)}
+        assert not trained_questions & test_questions
+        assert test_questions <= evaluated_questions
+        assert len(trained_questions | evaluated_questions) == 17

@@ -13,12 +13,21 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("name", help='the imported dataset\'s source name, e.g. "anthropic-hh-harmless"')
         parser.add_argument("--out", required=True, type=Path, help="folder to create (must not exist)")
+        parser.add_argument(
+            "--test-size", default="0",
+            help="Hold out more of the training pairs: a count >= 1, a fraction in (0, 1), 0 (default: only the pairs "
+            "imported with --split test are the test split) or all (every pair is test data).",
+        )
 
-    def handle(self, *args, name, out, **options):
+    def handle(self, *args, name, out, test_size, **options):
         try:
             with progress_line(self.stderr, f"export {name}") as update:
-                manifest = services.source_export(name=name, out_dir=out, on_progress=update)
+                manifest = services.source_export(name=name, out_dir=out, test_size=test_size, on_progress=update)
         except ApplicationError as error:
             raise CommandError(error.message) from None
-        self.stderr.write(f"{manifest['comparisons']} comparisons, {manifest['demonstrations']} demonstrations")
+        split = manifest["counts"]["split"]
+        self.stderr.write(
+            f"{manifest['comparisons']} comparisons (train {split.get('train', 0)}, test {split.get('test', 0)}), "
+            f"{manifest['demonstrations']} demonstrations"
+        )
         self.stdout.write(str(out))
