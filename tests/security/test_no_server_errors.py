@@ -171,7 +171,7 @@ def test_a_value_postgresql_cannot_store_in_a_run_config_is_a_400_not_a_500(chec
     response = api_client_as(make_user("researcher")).post(
         "/api/checkpoints/register/", {"path": str(folder), "kind": "sft"}, format="json"
     )
-    assert "cannot be stored" in assert_error_shape(response, 400)["message"]
+    assert "PostgreSQL cannot store it" in assert_error_shape(response, 400)["message"]
 
 
 # --- a repeated submit after the comparison was deleted ----------------------------------------------
