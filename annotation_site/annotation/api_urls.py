@@ -1,10 +1,10 @@
 from django.urls import path
-from rest_framework.authtoken.views import obtain_auth_token
 
+from annotation_site.accounts.api import TokenObtainApi
 from annotation_site.annotation import api
 
 urlpatterns = [
-    path("auth/token/", obtain_auth_token, name="api-token"),
+    path("auth/token/", TokenObtainApi.as_view(), name="api-token"),
     path("annotate/next/", api.NextItemApi.as_view(), name="api-next-item"),
     path("assignments/<int:assignment_id>/", api.AssignmentDetailApi.as_view(), name="api-assignment"),
     path("assignments/<int:assignment_id>/comparison/", api.ComparisonSubmitApi.as_view(), name="api-submit-comparison"),

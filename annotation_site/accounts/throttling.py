@@ -1,0 +1,61 @@
+"""Login throttling: what a client locked out by django-axes is told, and when it may try again.
+
+axes counts failed logins per username and client address (settings: AXES_*). Its lockout page
+says "try again later"; this says when: the pair's last counted failure plus the cool-off
+(attempts while locked out are not counted, so the time does not move).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+from axes.handlers.proxy import AxesProxyHandler
+from axes.helpers import get_cool_off
+from django.db.models import Max
+from django.http import JsonResponse
+from django.shortcuts import render
+from django.utils import timezone
+
+
+def lockout_ends_at(request, credentials: dict | None) -> dt.datetime:
+    """When the username and address of this request may log in again."""
+    handler = AxesProxyHandler.get_implementation()
+    last = max(
+        (found for attempts in handler.get_user_attempts(request, credentials)
+         if (found := attempts.aggregate(last=Max("attempt_time"))["last"]) is not None),
+        default=timezone.now(),
+    )  # fmt: skip
+    return last + get_cool_off(request)
+
+
+def lockout_message(ends_at: dt.datetime, *, now: dt.datetime | None = None) -> tuple[str, int]:
+    """The message and the Retry-After seconds for a lockout ending at `ends_at`."""
+    seconds = max(1, math.ceil((ends_at - (now or timezone.now())).total_seconds()))
+    minutes = math.ceil(seconds / 60)
+    message = (
+        f"Too many failed logins for this username from your address. Try again in "
+        f"{minutes} minute{'s' if minutes != 1 else ''} (after {ends_at:%H:%M} UTC), or ask an admin to unlock it."
+    )
+    return message, seconds
+
+
+def lockout_json(request, credentials: dict | None) -> JsonResponse:
+    ends_at = lockout_ends_at(request, credentials)
+    message, seconds = lockout_message(ends_at)
+    response = JsonResponse(
+        {"error": "locked_out", "message": message, "retry_after": seconds, "locked_until": ends_at.isoformat()},
+        status=429,
+    )
+    response["Retry-After"] = str(seconds)
+    return response
+
+
+def lockout_response(request, original_response, credentials: dict | None):
+    """AXES_LOCKOUT_CALLABLE: the lockout page of the login forms (site and admin), HTTP 429."""
+    if request.path.startswith("/api/"):
+        return lockout_json(request, credentials)
+    ends_at = lockout_ends_at(request, credentials)
+    message, seconds = lockout_message(ends_at)
+    response = render(request, "registration/locked_out.html", {"message": message, "ends_at": ends_at}, status=429)
+    response["Retry-After"] = str(seconds)
+    return response
