@@ -41,6 +41,10 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_celery_beat",
     "axes",
+    "auditlog",
+    # No models of its own (it writes auditlog's): kept off the end of the list, where accounts'
+    # post_migrate hook expects an app with models.
+    "annotation_site.audit",
     "annotation_site.accounts",
     "annotation_site.annotation",
     "annotation_site.generation",
@@ -57,6 +61,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Records who did what in the audit log (annotation_site/audit); after authentication.
+    "annotation_site.audit.middleware.AuditlogActorMiddleware",
     # Last: turns a login locked out by axes into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]
