@@ -161,9 +161,9 @@ SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 365 * 24 * 
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", not DEBUG)
 # The TLS-terminating proxy in front of gunicorn says the request came over HTTPS in this header
-# (e.g. HTTP_X_FORWARDED_PROTO); it must overwrite whatever the client sent. Empty: no proxy.
-_proxy_ssl_header = env_str("SECURE_PROXY_SSL_HEADER", "" if DEBUG else "HTTP_X_FORWARDED_PROTO")
-SECURE_PROXY_SSL_HEADER = (_proxy_ssl_header, "https") if _proxy_ssl_header else None
+# (e.g. HTTP_X_FORWARDED_PROTO); it must overwrite whatever the client sent. "none": no proxy.
+_proxy_ssl_header = env_str("SECURE_PROXY_SSL_HEADER", "") or ("none" if DEBUG else "HTTP_X_FORWARDED_PROTO")
+SECURE_PROXY_SSL_HEADER = None if _proxy_ssl_header.lower() == "none" else (_proxy_ssl_header, "https")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -406,7 +406,7 @@ def main(argv=None) -> int:
     server = pool = None
     with tempfile.TemporaryDirectory(prefix="bench-annotate-") as var_dir:
         env = site_environment(database_url, var_dir)
-        os.environ.update({k: env[k] for k in ("DATABASE_URL", "DEBUG", "SECRET_KEY", "VAR_DIR", "DJANGO_SETTINGS_MODULE")})
+        os.environ.update({k: env[k] for k in ("DATABASE_URL", "DEBUG", "SECRET_KEY", "EXPORT_PSEUDONYM_KEY", "VAR_DIR", "DJANGO_SETTINGS_MODULE")})
         try:
             started = time.monotonic()
             tokens = prepare(args, max(clients), items)

@@ -11,10 +11,12 @@ from annotation_site.accounts.throttling import lockout_json
 
 
 class TokenObtainApi(ObtainAuthToken):
-    """DRF's token view; its `authenticate` call carries the request, so django-axes counts the
-    failures per username and address, and a locked-out pair gets 429 with Retry-After."""
+    """Failed attempts are counted per username and address, with the login forms'; after
+    AXES_FAILURE_LIMIT of them the pair gets 429, with Retry-After, until the cool-off has passed."""
 
+    # DRF's token view: its `authenticate` call carries the request, which is what django-axes needs.
     @extend_schema(
+        auth=[],
         request=inline_serializer("TokenObtainInput", {"username": serializers.CharField(), "password": serializers.CharField()}),
         responses={
             200: inline_serializer("TokenObtainOutput", {"token": serializers.CharField()}),

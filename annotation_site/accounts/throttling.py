@@ -39,9 +39,14 @@ def lockout_message(ends_at: dt.datetime, *, now: dt.datetime | None = None) -> 
     return message, seconds
 
 
-def lockout_json(request, credentials: dict | None) -> JsonResponse:
+def _lockout(request, credentials: dict | None) -> tuple[dt.datetime, str, int]:
     ends_at = lockout_ends_at(request, credentials)
-    message, seconds = lockout_message(ends_at)
+    return ends_at, *lockout_message(ends_at)
+
+
+def lockout_json(request, credentials: dict | None) -> JsonResponse:
+    """The API's answer to a locked-out pair: 429, Retry-After, the error shape of the API."""
+    ends_at, message, seconds = _lockout(request, credentials)
     response = JsonResponse(
         {"error": "locked_out", "message": message, "retry_after": seconds, "locked_until": ends_at.isoformat()},
         status=429,
@@ -52,10 +57,7 @@ def lockout_json(request, credentials: dict | None) -> JsonResponse:
 
 def lockout_response(request, original_response, credentials: dict | None):
     """AXES_LOCKOUT_CALLABLE: the lockout page of the login forms (site and admin), HTTP 429."""
-    if request.path.startswith("/api/"):
-        return lockout_json(request, credentials)
-    ends_at = lockout_ends_at(request, credentials)
-    message, seconds = lockout_message(ends_at)
+    ends_at, message, seconds = _lockout(request, credentials)
     response = render(request, "registration/locked_out.html", {"message": message, "ends_at": ends_at}, status=429)
     response["Retry-After"] = str(seconds)
     return response
