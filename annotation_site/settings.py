@@ -9,22 +9,17 @@ import datetime as dt
 from pathlib import Path
 
 import dj_database_url
-from django.core.exceptions import ImproperlyConfigured
 
-from annotation_site.env import env_bool, env_float, env_int, env_list, env_str  # noqa: F401
+from annotation_site.env import env_bool, env_float, env_int, env_list, env_secret, env_str  # noqa: F401
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
 
-DEV_SECRET_KEY = "dev-only-insecure-key-change-me-in-production"
-SECRET_KEY = env_str("SECRET_KEY", DEV_SECRET_KEY)
 DEBUG = env_bool("DEBUG", True)
-if not DEBUG and SECRET_KEY in ("", DEV_SECRET_KEY):
-    raise ImproperlyConfigured(
-        "DEBUG is off but SECRET_KEY is the embedded development key (or empty): anyone could forge "
-        "sessions and password-reset links. Set SECRET_KEY to a long random value, e.g. the output of "
-        "python -c 'import secrets; print(secrets.token_urlsafe(50))'."
-    )
+SECRET_KEY = env_secret(
+    "SECRET_KEY", "dev-only-insecure-key-change-me-in-production", required=not DEBUG,
+    why="anyone who knows the development key can forge sessions and password-reset links.",
+)  # fmt: skip
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
@@ -269,13 +264,11 @@ BATCH_EXPORT_STALE_AFTER_S = env_int("BATCH_EXPORT_STALE_AFTER_S", 600, minimum=
 # SECRET_KEY so the batches can be shared without the site's key, and required in production:
 # with a known key anyone could recompute which user id is behind each pseudonym.
 DEV_EXPORT_PSEUDONYM_KEY = "dev-only-pseudonym-key"
-EXPORT_PSEUDONYM_KEY = env_str("EXPORT_PSEUDONYM_KEY", DEV_EXPORT_PSEUDONYM_KEY)
-if not DEBUG and EXPORT_PSEUDONYM_KEY in ("", DEV_EXPORT_PSEUDONYM_KEY):
-    raise ImproperlyConfigured(
-        "DEBUG is off but EXPORT_PSEUDONYM_KEY is unset (the development key): exported annotator "
-        "pseudonyms could be traced back to user ids. Set it to a long random value and keep it; "
-        "pseudonyms already given out stay as they are."
-    )
+EXPORT_PSEUDONYM_KEY = env_secret(
+    "EXPORT_PSEUDONYM_KEY", DEV_EXPORT_PSEUDONYM_KEY, required=not DEBUG,
+    why="with the development key the annotator pseudonyms in exports can be traced back to user ids "
+    "(keep the key once set: pseudonyms already given out stay as they are).",
+)  # fmt: skip
 # Written into each batch manifest; empty means `git rev-parse HEAD` of the checkout.
 CODE_VERSION = env_str("CODE_VERSION", "")
 CHECKPOINT_ROOT = Path(env_str("CHECKPOINT_ROOT", str(VAR_DIR / "checkpoints")))

@@ -93,7 +93,13 @@ def test_debug_off_with_the_embedded_development_secret_key_refuses_to_start():
     env = {**compose_environment("web", SECRETS), "SECRET_KEY": "dev-only-insecure-key-change-me-in-production"}
     result = run_site(env, "check")
     assert result.returncode != 0
-    assert "ImproperlyConfigured: DEBUG is off but SECRET_KEY is the embedded development key" in result.stderr
+    assert "ImproperlyConfigured: DEBUG is off but SECRET_KEY is unset (the embedded development value)" in result.stderr
+    assert "forge sessions" in result.stderr
+
+
+def test_debug_off_with_an_empty_secret_key_refuses_to_start():
+    result = run_site({**compose_environment("web", SECRETS), "SECRET_KEY": ""}, "check")
+    assert result.returncode != 0 and "ImproperlyConfigured: DEBUG is off but SECRET_KEY is empty" in result.stderr
 
 
 def test_debug_off_without_a_pseudonym_key_refuses_to_start():
@@ -102,6 +108,7 @@ def test_debug_off_without_a_pseudonym_key_refuses_to_start():
     result = run_site(env, "check")
     assert result.returncode != 0
     assert "ImproperlyConfigured: DEBUG is off but EXPORT_PSEUDONYM_KEY is unset" in result.stderr
+    assert "traced back to user ids" in result.stderr
 
 
 def test_with_debug_on_the_development_keys_are_accepted():
