@@ -139,12 +139,11 @@ AXES_RESET_ON_SUCCESS = True
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_ENABLE_ACCESS_FAILURE_LOG = True
 AXES_LOCKOUT_CALLABLE = "annotation_site.accounts.throttling.lockout_response"
-# Behind N reverse proxies the client address is the Nth from the right in X-Forwarded-For;
-# 0 (no proxy) reads REMOTE_ADDR only, so a client cannot pick its own address.
-AXES_IPWARE_PROXY_COUNT = env_int("AXES_PROXY_COUNT", 0, minimum=0) or None
-if AXES_IPWARE_PROXY_COUNT:
-    AXES_IPWARE_PROXY_ORDER = "right-most"
-    AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR")
+AXES_CLIENT_IP_CALLABLE = "annotation_site.accounts.throttling.client_address"
+# Reverse proxies in front of the site that append the address they saw to X-Forwarded-For: the
+# client is the entry the outermost one wrote (what lies left of it, the client wrote itself).
+# 0: no proxy, the socket's peer is the client and the header is ignored.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
 
 # --- HTTPS and cookies in production ------------------------------------------------------------
 # On by default when DEBUG is off (what `manage.py check --deploy` asks for); each can be turned off

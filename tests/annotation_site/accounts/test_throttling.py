@@ -118,3 +118,27 @@ def test_researchers_and_annotators_cannot_open_the_lockouts(client):
     for role in ("researcher", "annotator"):
         client.force_login(user_create(username=role, role=role, password=PASSWORD))
         assert client.get("/admin/axes/accessattempt/").status_code in (302, 403)
+
+
+def test_without_a_proxy_a_forged_forwarded_for_header_does_not_escape_the_lockout(client, annotator):
+    for n in range(settings.AXES_FAILURE_LIMIT):
+        client.post("/accounts/login/", {"username": "ann", "password": "wrong"}, HTTP_X_FORWARDED_FOR=f"198.51.100.{n}")
+    refused = client.post("/accounts/login/", {"username": "ann", "password": PASSWORD}, HTTP_X_FORWARDED_FOR="198.51.100.99")
+    assert refused.status_code == 429
+
+
+def test_behind_one_proxy_the_address_it_appended_counts_not_what_the_client_wrote(client, annotator, settings):
+    settings.TRUSTED_PROXY_COUNT = 1
+
+    def through_proxy(password, *, client_ip="203.0.113.7", forged="198.51.100.1"):
+        # The client sends X-Forwarded-For: forged; the proxy appends the address it saw.
+        return client.post(
+            "/accounts/login/", {"username": "ann", "password": password},
+            REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR=f"{forged}, {client_ip}",
+        )  # fmt: skip
+
+    for n in range(settings.AXES_FAILURE_LIMIT):
+        through_proxy("wrong", forged=f"198.51.100.{n}")
+    assert through_proxy(PASSWORD, forged="198.51.100.99").status_code == 429
+    assert set(AccessAttempt.objects.values_list("ip_address", flat=True)) == {"203.0.113.7"}
+    assert through_proxy(PASSWORD, client_ip="203.0.113.8").status_code == 302

@@ -71,7 +71,7 @@ def test_closing_a_batch_through_the_api_with_a_token_records_the_admin_as_actor
     assert response.status_code == 201, response.json()
     batch = Batch.objects.get()
     [entry] = entries(batch, "batch.close")
-    assert entry.actor == admin and entry.object_repr == str(batch)
+    assert entry.actor == admin and entry.object_repr == str(batch) and entry.remote_addr == "127.0.0.1"
     assert entry.additional_data["counts"]["comparisons"] == batch.counts["comparisons"] == 2
     assert client.post("/api/batches/close/", {}, format="json").status_code == 200
     assert len(entries(batch, "batch.close")) == 1  # the second close changed nothing
