@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 
+from django.core.exceptions import ImproperlyConfigured
+
 
 class EnvError(ValueError):
     pass
@@ -57,3 +59,16 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None:
         return list(default)
     return [part.strip() for part in raw.split(",") if part.strip()]
+
+
+def env_secret(name: str, dev_default: str, *, required: bool, why: str) -> str:
+    """A secret whose embedded default is for development only: with `required` (DEBUG off) an
+    unset, empty or default value refuses to start the site, saying `why` it matters."""
+    value = os.environ.get(name, dev_default)
+    if required and value in ("", dev_default):
+        state = "empty" if not value else "unset (the embedded development value)"
+        raise ImproperlyConfigured(
+            f"DEBUG is off but {name} is {state}: {why} Set {name} to a long random value, e.g. the output "
+            "of python -c 'import secrets; print(secrets.token_urlsafe(50))'."
+        )
+    return value

@@ -5,17 +5,21 @@ With no variable set, the site runs on SQLite under `var/` with a filesystem Cel
 """
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import dj_database_url
 
-from annotation_site.env import env_bool, env_float, env_int, env_list, env_str  # noqa: F401
+from annotation_site.env import env_bool, env_float, env_int, env_list, env_secret, env_str  # noqa: F401
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
 
-SECRET_KEY = env_str("SECRET_KEY", "dev-only-insecure-key-change-me-in-production")
 DEBUG = env_bool("DEBUG", True)
+SECRET_KEY = env_secret(
+    "SECRET_KEY", "dev-only-insecure-key-change-me-in-production", required=not DEBUG,
+    why="anyone who knows the development key can forge sessions and password-reset links.",
+)  # fmt: skip
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
@@ -31,6 +35,11 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
+    "axes",
+    "auditlog",
+    # No models of its own (it writes auditlog's): kept off the end of the list, where accounts'
+    # post_migrate hook expects an app with models.
+    "annotation_site.audit",
     "annotation_site.accounts",
     "annotation_site.annotation",
     "annotation_site.generation",
@@ -48,6 +57,10 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Records who did what in the audit log (annotation_site/audit); after authentication.
+    "annotation_site.audit.middleware.AuditlogActorMiddleware",
+    # Last: turns a login locked out by axes into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "annotation_site.urls"
@@ -72,7 +85,15 @@ TEMPLATES = [
 # assignment queue needs for SELECT ... FOR UPDATE SKIP LOCKED under many annotators.
 _database_url = env_str("DATABASE_URL", "")
 if _database_url:
-    DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
+    DATABASES = {
+        "default": dj_database_url.parse(
+            _database_url,
+            conn_max_age=env_int("DB_CONN_MAX_AGE", 60, minimum=0),
+            # A persistent connection that the server closed (restart, idle timeout) is replaced at
+            # the start of the next request instead of failing it.
+            conn_health_checks=env_bool("DB_CONN_HEALTH_CHECKS", True),
+        )
+    }
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
@@ -100,6 +121,44 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+# --- Login throttling (django-axes) -----------------------------------------------------------
+# Both login forms (the site's and the admin's) and the API token endpoint count failed logins per
+# username and client address; after AXES_FAILURE_LIMIT failures that pair is refused (HTTP 429,
+# saying when to try again) until AXES_COOLOFF_MINUTES have passed since its last failure, or an
+# admin deletes its row under "Axes > Access attempts". The axes backend comes first: it refuses
+# a locked-out pair before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = dt.timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# Attempts while locked out are refused without counting, so the time the message gives holds.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
+AXES_LOCKOUT_CALLABLE = "annotation_site.accounts.throttling.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "annotation_site.accounts.throttling.client_address"
+# Reverse proxies in front of the site that append the address they saw to X-Forwarded-For: the
+# client is the entry the outermost one wrote (what lies left of it, the client wrote itself).
+# 0: no proxy, the socket's peer is the client and the header is ignored.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
+
+# --- HTTPS and cookies in production ------------------------------------------------------------
+# On by default when DEBUG is off (what `manage.py check --deploy` asks for); each can be turned off
+# alone, e.g. SECURE_SSL_REDIRECT=false for a benchmark served over plain HTTP on loopback.
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 365 * 24 * 3600, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", not DEBUG)
+# The TLS-terminating proxy in front of gunicorn says the request came over HTTPS in this header
+# (e.g. HTTP_X_FORWARDED_PROTO); it must overwrite whatever the client sent. "none": no proxy.
+_proxy_ssl_header = env_str("SECURE_PROXY_SSL_HEADER", "") or ("none" if DEBUG else "HTTP_X_FORWARDED_PROTO")
+SECURE_PROXY_SSL_HEADER = None if _proxy_ssl_header.lower() == "none" else (_proxy_ssl_header, "https")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -140,6 +199,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Annotation, batches, checkpoints and deployments of the human-feedback loop.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema maps every operation of the site: for signed-in users only (the docs page too, urls.py).
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     # The docs page's assets come from the installed sidecar package, not a CDN: works offline.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
@@ -216,6 +277,15 @@ BATCH_EXPORT_CHUNK_SIZE = env_int("BATCH_EXPORT_CHUNK_SIZE", 10000, minimum=1)
 BATCH_EXPORT_PAUSE_PER_CHUNK_S = env_float("BATCH_EXPORT_PAUSE_PER_CHUNK_S", 0.0)
 # An EXPORTING batch whose heartbeat is older than this lost its worker; the watchdog retries it.
 BATCH_EXPORT_STALE_AFTER_S = env_int("BATCH_EXPORT_STALE_AFTER_S", 600, minimum=10)
+# Key of the HMAC that turns a user id into the pseudonym exports name annotators by. Apart from
+# SECRET_KEY so the batches can be shared without the site's key, and required in production:
+# with a known key anyone could recompute which user id is behind each pseudonym.
+DEV_EXPORT_PSEUDONYM_KEY = "dev-only-pseudonym-key"
+EXPORT_PSEUDONYM_KEY = env_secret(
+    "EXPORT_PSEUDONYM_KEY", DEV_EXPORT_PSEUDONYM_KEY, required=not DEBUG,
+    why="with the development key the annotator pseudonyms in exports can be traced back to user ids "
+    "(keep the key once set: pseudonyms already given out stay as they are).",
+)  # fmt: skip
 # Written into each batch manifest; empty means `git rev-parse HEAD` of the checkout.
 CODE_VERSION = env_str("CODE_VERSION", "")
 CHECKPOINT_ROOT = Path(env_str("CHECKPOINT_ROOT", str(VAR_DIR / "checkpoints")))

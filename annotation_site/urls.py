@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.contrib.auth.decorators import login_required
 from django.urls import include, path, register_converter
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
@@ -11,7 +12,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("annotation_site.accounts.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # Signed-in users only: the page goes to the login page, the schema answers 403 (SERVE_PERMISSIONS).
+    path("api/docs/", login_required(SpectacularSwaggerView.as_view(url_name="api-schema")), name="api-docs"),
     path("api/", include("annotation_site.annotation.api_urls")),
     path("api/", include("annotation_site.generation.api_urls")),
     path("api/", include("annotation_site.batches.api_urls")),

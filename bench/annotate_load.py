@@ -140,6 +140,9 @@ def site_environment(database_url: str, var_dir: str) -> dict:
         "DATABASE_URL": database_url,
         "DEBUG": "false",
         "SECRET_KEY": "bench-annotate-load",
+        "EXPORT_PSEUDONYM_KEY": "bench-annotate-load",
+        # Served over plain HTTP on loopback: no redirect to HTTPS.
+        "SECURE_SSL_REDIRECT": "false",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "VAR_DIR": var_dir,
         "DB_CONN_MAX_AGE": "600",
@@ -403,7 +406,7 @@ def main(argv=None) -> int:
     server = pool = None
     with tempfile.TemporaryDirectory(prefix="bench-annotate-") as var_dir:
         env = site_environment(database_url, var_dir)
-        os.environ.update({k: env[k] for k in ("DATABASE_URL", "DEBUG", "SECRET_KEY", "VAR_DIR", "DJANGO_SETTINGS_MODULE")})
+        os.environ.update({k: env[k] for k in ("DATABASE_URL", "DEBUG", "SECRET_KEY", "EXPORT_PSEUDONYM_KEY", "VAR_DIR", "DJANGO_SETTINGS_MODULE")})
         try:
             started = time.monotonic()
             tokens = prepare(args, max(clients), items)

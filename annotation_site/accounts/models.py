@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 
 from django.conf import settings
 from django.db import models
@@ -16,6 +17,14 @@ class Role(models.TextChoices):
 
 # A user in several role groups takes the strongest role.
 ROLE_PRECEDENCE = (Role.ADMIN, Role.RESEARCHER, Role.ANNOTATOR)
+
+
+def pseudonym_for(user_id: int) -> str:
+    """The name exports give an annotator: an HMAC of the user id under EXPORT_PSEUDONYM_KEY, a key
+    of its own (not SECRET_KEY) that production must set, so nobody without it can tell which
+    user id is behind a pseudonym."""
+    digest = hmac.new(settings.EXPORT_PSEUDONYM_KEY.encode(), str(user_id).encode(), hashlib.sha256).hexdigest()
+    return f"annotator-{digest[:10]}"
 
 
 def _default_quota() -> int:
@@ -38,8 +47,7 @@ class AnnotatorProfile(models.Model):
 
     def save(self, *args, **kwargs):
         if not self.pseudonym:
-            digest = hashlib.sha256(f"{settings.SECRET_KEY}:{self.user_id}".encode()).hexdigest()
-            self.pseudonym = f"annotator-{digest[:10]}"
+            self.pseudonym = pseudonym_for(self.user_id)
         super().save(*args, **kwargs)
 
     def __str__(self) -> str:

@@ -1,6 +1,8 @@
 """The three roles as Django groups, with the model permissions each one gets.
 
-- admin: staff, every permission on the platform's own apps, the beat schedule, users, groups and tokens.
+- admin: staff, every permission on the platform's own apps, the beat schedule, users, groups and
+  tokens, the login lockouts (django-axes: deleting an access attempt unlocks it), and read-only
+  access to the audit log (django-auditlog).
 - researcher: staff, reads checkpoints, deployments and batches, and works in their own area
   (the generation app and, once it exists, the runs app: view/add/change, no delete).
 - annotator: not staff, no model permissions; annotators work only through /annotate/ and the API.
@@ -15,7 +17,13 @@ from annotation_site.accounts.models import Role
 PLATFORM_APPS = ("accounts", "annotation", "generation", "batches", "runs")
 # Admins also manage the weekly schedule (django-celery-beat's periodic tasks).
 ADMIN_APPS = PLATFORM_APPS + ("django_celery_beat",)
-ADMIN_EXTRA = {"auth": ("user", "group"), "authtoken": ("token", "tokenproxy")}
+ADMIN_EXTRA = {
+    "auth": ("user", "group"),
+    "authtoken": ("token", "tokenproxy"),
+    "axes": ("accessattempt", "accessfailurelog", "accesslog"),
+}
+# Models admins may only view: the audit log is written by the platform, never edited.
+ADMIN_READ = {"auditlog": ("logentry",)}
 RESEARCHER_OWN_APPS = ("generation", "runs")
 RESEARCHER_READ_APPS = ("batches",)
 STAFF_ROLES = (Role.ADMIN, Role.RESEARCHER)
@@ -26,6 +34,8 @@ def _permission_filter_for(role: str, Q):
         query = Q(content_type__app_label__in=ADMIN_APPS)
         for app_label, models in ADMIN_EXTRA.items():
             query |= Q(content_type__app_label=app_label, content_type__model__in=models)
+        for app_label, models in ADMIN_READ.items():
+            query |= Q(content_type__app_label=app_label, content_type__model__in=models, codename__startswith="view_")
         return query
     if role == Role.RESEARCHER:
         own = Q(content_type__app_label__in=RESEARCHER_OWN_APPS) & ~Q(codename__startswith="delete_")

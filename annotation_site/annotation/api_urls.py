@@ -1,12 +1,10 @@
 from django.urls import path
-from rest_framework.authtoken.views import ObtainAuthToken
-from rest_framework.settings import api_settings
 
+from annotation_site.accounts.api import TokenObtainApi
 from annotation_site.annotation import api
 
 urlpatterns = [
-    # DRF's token view names its own parsers (the standard library's JSON among them): use the site's.
-    path("auth/token/", ObtainAuthToken.as_view(parser_classes=api_settings.DEFAULT_PARSER_CLASSES), name="api-token"),
+    path("auth/token/", TokenObtainApi.as_view(), name="api-token"),
     path("annotate/next/", api.NextItemApi.as_view(), name="api-next-item"),
     path("assignments/<id:assignment_id>/", api.AssignmentDetailApi.as_view(), name="api-assignment"),
     path("assignments/<id:assignment_id>/comparison/", api.ComparisonSubmitApi.as_view(), name="api-submit-comparison"),

@@ -81,7 +81,7 @@ class BatchAdmin(admin.ModelAdmin):
     def reexport(self, request, queryset):
         for batch in queryset:
             try:
-                services.batch_reexport(batch=batch)
+                services.batch_reexport(batch=batch, actor=request.user)
             except ApplicationError as error:
                 self.message_user(request, error.message, messages.ERROR)
             else:
@@ -99,7 +99,7 @@ class BatchAdmin(admin.ModelAdmin):
         if not can_manage_batches(request.user):
             raise PermissionDenied("Only admins can close batches.")
         try:
-            batch, created = services.batch_close(week=request.POST.get("week") or None)
+            batch, created = services.batch_close(week=request.POST.get("week") or None, actor=request.user)
         except ApplicationError as error:
             self.message_user(request, error.message, messages.ERROR)
         else:

@@ -32,7 +32,7 @@ class BatchCloseApi(APIView):
     def post(self, request):
         data = BatchCloseInput(data=request.data)
         data.is_valid(raise_exception=True)
-        batch, created = services.batch_close(week=data.validated_data.get("week") or None)
+        batch, created = services.batch_close(week=data.validated_data.get("week") or None, actor=request.user)
         return Response(BatchOutput(batch).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
@@ -41,5 +41,5 @@ class BatchReexportApi(APIView):
 
     @extend_schema(request=None, responses={202: BatchOutput})
     def post(self, request, batch_id: int):
-        batch = services.batch_reexport(batch=selectors.batch_get(batch_id))
+        batch = services.batch_reexport(batch=selectors.batch_get(batch_id), actor=request.user)
         return Response(BatchOutput(batch).data, status=status.HTTP_202_ACCEPTED)

@@ -17,6 +17,7 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
 from annotation_site.annotation.models import Comparison, Demonstration
+from annotation_site.audit.services import AuditEvent, audit_record
 from annotation_site.batches.exporters import ExportError, ExportOptions, atomic_folder, remove_partial_exports, write_export
 from annotation_site.batches.models import Batch, BatchState
 from annotation_site.errors import ApplicationError, Conflict, NotFound
@@ -81,7 +82,7 @@ def _options_from_settings(
 
 
 def batch_close(
-    *, week: str | None = None, now: dt.datetime | None = None, enqueue_export: bool = True
+    *, week: str | None = None, now: dt.datetime | None = None, enqueue_export: bool = True, actor=None
 ) -> tuple[Batch, bool]:
     """Close a week into one batch; returns (batch, created).
 
@@ -92,6 +93,7 @@ def batch_close(
     the next batch; concurrent UPDATEs never assign a row twice (`batch_id IS NULL` is rechecked
     under the row lock). Without a week, the current week is closed now (an early close). The
     export is enqueued on commit unless the caller exports it itself (`enqueue_export=False`).
+    The close is recorded in the audit log with `actor` (None: the weekly schedule or a command).
     """
     now = now or timezone.now()
     week = week or week_of(now)
@@ -126,6 +128,7 @@ def batch_close(
             ),
         }
         batch.save(update_fields=["counts"])
+        audit_record(event=AuditEvent.BATCH_CLOSE, obj=batch, actor=actor, counts=batch.counts, early=batch.closed_early)
         if enqueue_export:
             batch_id = batch.id
             transaction.on_commit(lambda: batch_export_enqueue(batch_id=batch_id))
@@ -154,10 +157,11 @@ def batch_export_enqueue(*, batch_id: int, force: bool = False) -> bool:
     return True
 
 
-def batch_reexport(*, batch: Batch) -> Batch:
+def batch_reexport(*, batch: Batch, actor=None) -> Batch:
     """Write a batch's folder again (same bytes); refused while an export of it is running."""
     if batch.state == BatchState.EXPORTING and not batch_export_is_stale(batch):
         raise Conflict(f"Batch {batch.week} is being exported right now; wait for it to finish.")
+    audit_record(event=AuditEvent.BATCH_REEXPORT, obj=batch, actor=actor)
     batch_export_enqueue(batch_id=batch.id, force=True)
     batch.refresh_from_db()
     return batch
@@ -273,6 +277,7 @@ def batch_export(
     if not finished:
         raise ExportSuperseded(superseded)
     batch.refresh_from_db()
+    audit_record(event=AuditEvent.BATCH_EXPORT, obj=batch, path=str(final), attempt=attempt, counts=counts)
     logger.info("exported batch %s to %s", batch.week, final)
     return batch
 
@@ -281,9 +286,11 @@ def batch_write_copy(*, batch: Batch, out_dir: Path, on_progress=None) -> dict:
     """Write an existing batch into a new folder (byte-identical to its export); returns the manifest."""
     try:
         with atomic_folder(Path(out_dir), replace=False) as folder:
-            return _write_batch(batch, folder, on_progress)
+            manifest = _write_batch(batch, folder, on_progress)
     except ExportError as error:
         raise ApplicationError(str(error)) from None
+    audit_record(event=AuditEvent.BATCH_EXPORT_COPY, obj=batch, path=str(out_dir))
+    return manifest
 
 
 def source_export(*, name: str, out_dir: Path, test_size: float | str = 0, on_progress=None) -> dict:

@@ -3,6 +3,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, StreamingHttpResponse
 
+from annotation_site.audit.services import AuditEvent, audit_record
 from annotation_site.batches import selectors
 from annotation_site.batches.archive import zip_folder_stream
 from annotation_site.batches.models import BatchState
@@ -22,6 +23,7 @@ def batch_download(request, batch_id: int):
     folder = batch_folder(batch)
     if batch.state != BatchState.EXPORTED or not folder.is_dir():
         raise Http404(f"Batch {batch.week} has no finished export to download yet.")
+    audit_record(event=AuditEvent.BATCH_DOWNLOAD, obj=batch, actor=request.user)
     response = StreamingHttpResponse(zip_folder_stream(folder, root=batch.week), content_type="application/zip")
     response["Content-Disposition"] = f'attachment; filename="batch-{batch.week}.zip"'
     return response

@@ -84,7 +84,7 @@ class RunCancelApi(APIView):
 
     @extend_schema(request=None, responses=RunOutputSerializer, summary="Cancel a queued or running run")
     def post(self, request, run_id: int):
-        run = services.run_cancel(run=selectors.run_get(run_id))
+        run = services.run_cancel(run=selectors.run_get(run_id), actor=request.user)
         return Response(RunOutputSerializer(run).data, status=202)
 
 

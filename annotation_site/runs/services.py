@@ -37,6 +37,7 @@ from django.db import DatabaseError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from annotation_site.audit.services import AuditEvent, audit_record
 from annotation_site.batches.models import Batch, BatchState
 from annotation_site.batches.services import batch_folder
 from annotation_site.errors import ApplicationError, Conflict
@@ -112,6 +113,7 @@ def run_launch(
         run.output_dir, run.log_path = str(paths.root), str(paths.log)
         run.save(update_fields=["config_text", "output_dir", "log_path"])
         run.batches.set(batches or [])
+        audit_record(event=AuditEvent.RUN_LAUNCH, obj=run, actor=launched_by, recipe=recipe, config_name=config_name, overrides=overrides)
         transaction.on_commit(lambda: run_enqueue(run_id=run.pk))
     return run
 
@@ -463,7 +465,7 @@ def runs_recover(*, now: dt.datetime | None = None) -> list[int]:
 # --- Cancel and deploy -----------------------------------------------------------------------------
 
 
-def run_cancel(*, run: TrainingRun) -> TrainingRun:
+def run_cancel(*, run: TrainingRun, actor=None) -> TrainingRun:
     """Cancel a run: a queued one at once; a running one by asking its worker, which stops the
     recipe's process group within RUN_POLL_INTERVAL_S (or at once if its worker is dead)."""
     now = timezone.now()
@@ -475,6 +477,7 @@ def run_cancel(*, run: TrainingRun) -> TrainingRun:
         if not (running.update(**cancelled) if _is_stale(run, now) else running.update(cancel_requested=True)):
             raise Conflict(f"Run {run.pk} is {run.status} already; only queued and running runs can be cancelled.")
     run.refresh_from_db()
+    audit_record(event=AuditEvent.RUN_CANCEL, obj=run, actor=actor, status=run.status)
     return run
 
 

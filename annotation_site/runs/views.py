@@ -120,7 +120,7 @@ def plot(request, run_id: int, name: str):
 @require_POST
 def cancel(request, run_id: int):
     try:
-        run = services.run_cancel(run=_run(run_id))
+        run = services.run_cancel(run=_run(run_id), actor=request.user)
     except ApplicationError as error:
         messages.error(request, error.message)
     else:

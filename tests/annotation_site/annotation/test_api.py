@@ -133,11 +133,25 @@ def test_a_token_obtained_with_the_password_authenticates_api_calls():
     assert claim(client)["assignment"] is not None
 
 
-def test_the_schema_and_docs_are_served():
-    client = client_for(make_annotator())
+def test_the_schema_and_docs_are_served_to_a_signed_in_annotator():
+    client = APIClient()
+    client.force_login(make_annotator())
     schema = client.get("/api/schema/")
     assert schema.status_code == 200 and b"/api/annotate/next/" in schema.content
     assert client.get("/api/docs/").status_code == 200
+
+
+def test_the_schema_answers_a_token_client_too():
+    schema = client_for(make_annotator()).get("/api/schema/")
+    assert schema.status_code == 200 and b"/api/annotate/next/" in schema.content
+
+
+def test_anonymous_visitors_get_neither_the_schema_nor_the_docs():
+    client = APIClient()
+    schema = client.get("/api/schema/")
+    assert schema.status_code in (401, 403) and b"/api/annotate/next/" not in schema.content
+    docs = client.get("/api/docs/")
+    assert docs.status_code == 302 and docs["Location"].startswith("/accounts/login/?next=/api/docs/")
 
 
 def submit(client, assignment_id: int, **data):

@@ -28,7 +28,7 @@ def test_site_services_share_one_configuration_pointing_at_postgres_and_redis(co
         env = compose["services"][name]["environment"]
         assert env["DATABASE_URL"].startswith("postgres://rlhf:") and env["DATABASE_URL"].endswith("@postgres:5432/rlhf")
         assert env["CELERY_BROKER_URL"] == "redis://redis:6379/0"
-        assert env["DEBUG"] == "false" and "SECRET_KEY" in env
+        assert env["DEBUG"] == "false" and "SECRET_KEY" in env and "EXPORT_PSEUDONYM_KEY" in env
         assert "exports:/data/exports" in compose["services"][name]["volumes"]
         assert compose["services"][name]["depends_on"]["postgres"]["condition"] == "service_healthy"
     for name in ("web", "worker", "beat", "training-worker"):
@@ -70,7 +70,7 @@ def test_docker_compose_config_accepts_the_file_where_the_plugin_exists(tmp_path
         pytest.skip("the docker compose plugin is not installed here; the file is checked as data above")
     result = subprocess.run(
         [docker, "compose", "-f", str(ROOT / "docker-compose.yml"), "config", "--quiet"],
-        capture_output=True, text=True, env={"SECRET_KEY": "x", "POSTGRES_PASSWORD": "x", "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, env={"SECRET_KEY": "x", "EXPORT_PSEUDONYM_KEY": "x", "POSTGRES_PASSWORD": "x", "PATH": "/usr/bin:/bin"},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
 

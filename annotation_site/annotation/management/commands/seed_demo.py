@@ -1,4 +1,5 @@
-from django.core.management.base import BaseCommand
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
 
 from annotation_site.annotation.demo.seed import demo_seed
 
@@ -7,6 +8,12 @@ class Command(BaseCommand):
     help = "Demo users for the three roles, the helpfulness and safety guidelines, and items to rate (idempotent)."
 
     def handle(self, *args, **options):
+        if not settings.DEBUG:
+            raise CommandError(
+                "seed_demo creates an admin and other users with passwords printed in the README, and resets "
+                "them when they exist: it runs only with DEBUG=true (a demo or development site). On a "
+                "production site create users with `manage.py create_user NAME --role ROLE --password ...`."
+            )
         seed = demo_seed()
         self.stdout.write(
             f"Guidelines created: {seed.guidelines_created}; comparison items: {seed.comparison_items_created}; "
