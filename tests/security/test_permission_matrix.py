@@ -94,8 +94,10 @@ EXPECTED: dict[tuple[str, str], dict[str, int]] = {
     ("POST", "/api/runs/{run_id}/cancel/"): staff(404),
     ("POST", "/api/runs/{run_id}/deploy/"): staff(404),
     # --- schema and docs ------------------------------------------------------------------------------------
-    ("GET", "/api/schema/"): statuses(200, 200, 200, 200),
-    ("GET", "/api/docs/"): statuses(200, 200, 200, 200),
+    ("GET", "/api/schema/"): statuses(403, 200, 200, 200),  # signed-in users only
+    # The docs are a page for browsers: a token client has no session and goes to the login page
+    # (tests/annotation_site/accounts cover signed-in users seeing it).
+    ("GET", "/api/docs/"): statuses(LOGIN, LOGIN, LOGIN, LOGIN),
     # --- pages --------------------------------------------------------------------------------------------------
     ("GET", "/"): statuses(LOGIN, 302, 302, 302),  # each role to its own door
     ("GET", "/annotate/"): statuses(LOGIN, 200, 403, 200),
