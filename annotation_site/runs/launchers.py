@@ -16,6 +16,7 @@ import yaml
 from django.conf import settings
 
 from annotation_site.runs.configs import ConfigInvalid
+from annotation_site.runs.models import Recipe
 
 SHIPPED_DIR = Path(settings.BASE_DIR) / "training" / "accelerate"
 # Processes a launch may ask for (all machines together): GPU counts of 1 to 8 machines of 8.
@@ -54,9 +55,9 @@ def accelerate_configs() -> dict[str, AccelerateConfig]:
     return configs
 
 
-def check_launch_choice(*, accelerate_config: str, num_processes: int | None) -> None:
-    """Refuse, naming the form field, a config that is not listed or a process count that does
-    not fit it."""
+def check_launch_choice(*, recipe: str, accelerate_config: str, num_processes: int | None) -> None:
+    """Refuse, naming the form field, a config that is not listed or does not suit the recipe, or
+    a process count that does not fit it."""
     if not accelerate_config:
         if num_processes is not None:
             raise ConfigInvalid("A process count needs an accelerate config: choose one.", field="num_processes")
@@ -67,6 +68,11 @@ def check_launch_choice(*, accelerate_config: str, num_processes: int | None) ->
             f'No accelerate config "{accelerate_config}": choose one of {", ".join(accelerate_configs())}.',
             field="accelerate_config",
         )
+    if recipe == Recipe.PPO:
+        from training.ppo import UNSUPPORTED_DISTRIBUTED_TYPES, UNSUPPORTED_REASON
+
+        if config.distributed_type in UNSUPPORTED_DISTRIBUTED_TYPES:
+            raise ConfigInvalid(f"{UNSUPPORTED_REASON}: choose another than {config.name}.", field="accelerate_config")
     if num_processes is None:
         return
     if num_processes not in PROCESS_COUNTS:

@@ -85,7 +85,7 @@ def run_launch(
     """
     overrides = list(overrides or [])
     name = (name or "").strip()
-    launchers.check_launch_choice(accelerate_config=accelerate_config, num_processes=num_processes)
+    launchers.check_launch_choice(recipe=recipe, accelerate_config=accelerate_config, num_processes=num_processes)
     if name and (Checkpoint.objects.filter(name=name).exists() or TrainingRun.objects.filter(name=name).exists()):
         raise Conflict(f'The name "{name}" is taken by a checkpoint or another run: choose another.', extra={"field": "name"})
     platform_values = _platform_values(

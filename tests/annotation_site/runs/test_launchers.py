@@ -50,6 +50,8 @@ def test_the_shipped_configs_and_an_admins_are_offered_by_file_name(admin_config
     ({"accelerate_config": "ddp.yaml", "num_processes": 3}, "num_processes", "3 processes: choose one of 1, 2, 4, 8"),
     ({"accelerate_config": "one_gpu.yaml", "num_processes": 4}, "num_processes", "one_gpu.yaml runs one process"),
     ({"num_processes": 2}, "num_processes", "needs an accelerate config"),
+    ({"recipe": "ppo", "accelerate_config": "deepspeed_zero3.yaml"}, "accelerate_config", "PPO runs on one GPU or with DDP"),
+    ({"recipe": "ppo", "accelerate_config": "fsdp.yaml"}, "accelerate_config", "DeepSpeed and FSDP are not supported yet"),
 ])  # fmt: skip
 def test_a_launch_outside_the_allow_list_is_refused_naming_the_field(researcher, choice, field, message):
     with pytest.raises(ConfigInvalid, match=message) as refused:
