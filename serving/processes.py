@@ -108,7 +108,8 @@ def is_launched_group(group: LaunchedGroup) -> bool:
 
 
 def stop_group(group: LaunchedGroup, *, grace_s: float = 10.0, process: subprocess.Popen | None = None) -> bool:
-    """SIGTERM the group, SIGKILL what is left after `grace_s`, and wait until no member lives.
+    """SIGTERM the group, SIGKILL what is left after `grace_s` (0: SIGKILL at once, for what a
+    dead worker left behind), and wait until no member lives.
 
     Returns False, signalling nothing, when the group is not the launched one any more (another
     host, a reused pid, already gone). `process`, the leader's Popen when the caller has it, is
@@ -118,9 +119,10 @@ def stop_group(group: LaunchedGroup, *, grace_s: float = 10.0, process: subproce
         if process is not None:
             _reap(process, 0)
         return False
-    _signal(group.pgid, signal.SIGTERM)
+    if grace_s > 0:
+        _signal(group.pgid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
-    while group_members(group.pgid) and time.monotonic() < deadline:
+    while grace_s > 0 and group_members(group.pgid) and time.monotonic() < deadline:
         if process is not None:
             process.poll()  # reap the leader as soon as it exits
         time.sleep(0.1)

@@ -196,11 +196,7 @@ def deployment_create(
             raise ApplicationError(
                 f"tensor_parallel_size {tensor_parallel_size} is not one of {', '.join(map(str, TENSOR_PARALLEL_SIZES))}."
             )
-        if port is not None and not settings.SERVING_PORT_FIRST <= port <= settings.SERVING_PORT_LAST:
-            raise ApplicationError(
-                f"Port {port} is outside the serving ports {settings.SERVING_PORT_FIRST}-{settings.SERVING_PORT_LAST}: "
-                "leave it empty for a free one."
-            )
+        _check_serving_port(port)
         _checkpoint_folder(checkpoint.path)
         deployment = Deployment.objects.create(
             checkpoint=checkpoint, engine=engine, served_model_name=served_model_name or checkpoint.name, enabled=enabled,
@@ -329,12 +325,19 @@ def _free_gpus(*, count: int, host: str) -> str | None:
     return ",".join(free[:count])
 
 
+def _check_serving_port(port: int | None) -> None:
+    first, last = settings.SERVING_PORT_FIRST, settings.SERVING_PORT_LAST
+    if port is not None and not first <= port <= last:
+        raise ApplicationError(
+            f"Port {port} is outside the serving ports {first}-{last} (SERVING_PORT_FIRST/LAST): leave it empty for a free one."
+        )
+
+
 def _serving_port(port: int | None) -> int:
     from serving.launcher import LaunchError, free_port
 
+    _check_serving_port(port)
     first, last = settings.SERVING_PORT_FIRST, settings.SERVING_PORT_LAST
-    if port is not None and not first <= port <= last:
-        raise ApplicationError(f"Port {port} is outside the serving ports {first}-{last} (SERVING_PORT_FIRST/LAST).")
     try:
         return free_port(port or first, port or last, host=settings.SERVING_BIND_HOST)
     except LaunchError as error:

@@ -35,6 +35,12 @@ def test_a_launched_group_is_stopped_with_the_children_it_forked(spawn):
     assert group_members(process.pid) == [] and process.returncode is not None
 
 
+def test_no_grace_kills_at_once(spawn):
+    process = spawn("trap '' TERM; sleep 600")
+    assert stop_group(launched_group(process.pid), grace_s=0, process=process)
+    assert process.returncode == -9
+
+
 def test_a_pid_now_held_by_a_process_started_later_is_left_alone(spawn):
     process = spawn("sleep 600")
     # What was recorded at launch: the same pid, but a process that started a minute earlier.
