@@ -48,12 +48,14 @@ ENV CODE_VERSION=${CODE_VERSION}
 USER rlhf
 CMD ["celery", "-A", "annotation_site", "worker", "--queues", "training", "--concurrency", "1", "--loglevel", "INFO"]
 
+# A different base image, so the base stage's few lines are repeated (Dockerfiles have no include).
 FROM vllm/vllm-openai:v${VLLM_VERSION} AS serving
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN useradd --create-home --uid 1000 rlhf \
+# uid 1000 as in the other images where it is free (Ubuntu 24.04 bases give it to "ubuntu").
+RUN (useradd --create-home --uid 1000 rlhf || useradd --create-home rlhf) \
     && mkdir -p /data/var /data/exports /data/checkpoints && chown -R rlhf /data
 WORKDIR /app
 ENV VAR_DIR=/data/var \
