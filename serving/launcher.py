@@ -256,13 +256,8 @@ class VLLMServer:
 
     def kill(self) -> None:
         """End the server at once, as a crash would (tests use it to kill a server mid-batch)."""
-        if self.process is not None:
-            # The leader is not reaped yet, so its pid cannot have been reused.
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.process.wait(10)
+        if self.group is not None:
+            stop_group(self.group, grace_s=0, process=self.process)
 
     def is_running(self) -> bool:
         return self.process is not None and bool(group_members(self.process.pid))
