@@ -202,6 +202,33 @@ def test_every_celery_command_of_the_stack_parses_with_the_site_app(tmp_path):
     assert all("gunicorn" not in c[0] or c[1] == "annotation_site.wsgi:application" for c in celery_commands)
 
 
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_the_workers_health_check_command_answers_for_a_running_worker_only(postgres, tmp_path):
+    """The compose file's own health-check line, run by a shell as the container would."""
+    import os
+    import time
+
+    from tests.conftest import require
+    from tests.support.site_processes import CeleryWorker, redis_is_up, site_env
+
+    broker = os.environ.get("BATCHES_TEST_BROKER_URL", "redis://127.0.0.1:6379/4")
+    require(redis_is_up(broker), f"needs Redis at {broker}")
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    # Compose turns $$ into $; the container's shell then expands $HOSTNAME.
+    check = compose["services"]["worker"]["healthcheck"]["test"][1].replace("$$", "$")
+    env = {**site_env(broker_url=broker, VAR_DIR=str(tmp_path / "var")), "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
+    container = f"container-{time.monotonic_ns()}"
+    worker = CeleryWorker(env, tmp_path / "worker.log", name=f"celery@{container}")
+    try:
+        alive = subprocess.run(["sh", "-c", check], cwd=ROOT, env={**env, "HOSTNAME": container}, capture_output=True, text=True, timeout=120)
+        other = subprocess.run(["sh", "-c", check], cwd=ROOT, env={**env, "HOSTNAME": container + "-gone"}, capture_output=True, text=True, timeout=120)
+    finally:
+        worker.stop()
+    assert alive.returncode == 0 and "pong" in alive.stdout, alive.stdout + alive.stderr
+    assert other.returncode != 0
+
+
 # --- Settings ------------------------------------------------------------------------------------
 
 _READ = re.compile(r"env_(?:str|int|bool|float|list)\(\s*\"([A-Z0-9_]+)\"")
