@@ -48,6 +48,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: /healthz and /readyz answer before host checks, sessions or HTTPS redirects.
+    "annotation_site.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "annotation_site.error_views.RefuseNulCharactersMiddleware",
@@ -260,7 +262,13 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 # Training runs go to the "training" queue, consumed only by the GPU training worker
 # (docker-compose.yml); every other task goes to the default "celery" queue.
-CELERY_TASK_ROUTES = {"annotation_site.runs.tasks.*": {"queue": "training"}}
+# Launching vLLM servers for deployments goes to the "serving" queue, consumed by the serving
+# workers (on the vLLM image, with the GPUs); each serving worker also consumes its own queue
+# "serving.<node name>" (annotation_site/celery.py), where the stop of a server it started is sent.
+CELERY_TASK_ROUTES = {
+    "annotation_site.runs.tasks.*": {"queue": "training"},
+    "annotation_site.generation.tasks.launch_deployment_server": {"queue": "serving"},
+}
 
 # --- Batches, checkpoints, serving ----------------------------------------------------------------
 EXPORT_ROOT = Path(env_str("EXPORT_ROOT", str(VAR_DIR / "exports")))
@@ -309,6 +317,8 @@ RUN_CANCEL_GRACE_S = env_float("RUN_CANCEL_GRACE_S", 10.0)
 # Command the recipe module is run under, e.g. "accelerate launch --config_file
 # training/accelerate/ddp.yaml" on a multi-GPU worker; empty: this Python (`python -m training.<recipe>`).
 RUN_LAUNCHER = env_str("RUN_LAUNCHER", "")
+# Folders of admin-defined accelerate configs (*.yaml) a launch may pick, beside training/accelerate/.
+RUN_ACCELERATE_CONFIG_DIRS = env_list("RUN_ACCELERATE_CONFIG_DIRS", [])
 # Beat: how often runs whose worker died, or whose enqueue failed, are looked for.
 RUN_WATCHDOG_INTERVAL_S = env_int("RUN_WATCHDOG_INTERVAL_S", 120, minimum=10)
 # Caps on what a launch may send: the key=value overrides (lines, bytes) and the resolved config.
@@ -347,11 +357,23 @@ GENERATION_ITEM_MAX_ATTEMPTS = env_int("GENERATION_ITEM_MAX_ATTEMPTS", 3, minimu
 GENERATION_FILL_INTERVAL_S = env_int("GENERATION_FILL_INTERVAL_S", 30, minimum=1)
 DEPLOYMENT_HEALTH_INTERVAL_S = env_int("DEPLOYMENT_HEALTH_INTERVAL_S", 60, minimum=1)
 # Hosts and networks a deployment's endpoint URL may point at (names, addresses, CIDR networks):
-# loopback (servers the workers launch) and the compose stack's vLLM service. Link-local and
+# loopback (servers launched outside docker) and the compose stack's serving worker. Link-local and
 # cloud metadata addresses are refused whatever this says (serving/endpoints.py).
-SERVING_ALLOWED_HOSTS = env_list("SERVING_ALLOWED_HOSTS", ["localhost", "127.0.0.0/8", "::1", "vllm"])
+SERVING_ALLOWED_HOSTS = env_list("SERVING_ALLOWED_HOSTS", ["localhost", "127.0.0.0/8", "::1", "serving-worker"])
 # Local engine: sequences generated together in one `generate` call.
 LOCAL_ENGINE_BATCH_SIZE = env_int("LOCAL_ENGINE_BATCH_SIZE", 32, minimum=1)
+# Serving workers (launched vLLM servers, one per deployment): the interface servers bind, the
+# host name other machines reach them at (compose: the service's name), the ports they take, the
+# GPUs of this worker's machine handed out to servers (empty: no pinning, e.g. CPU), seconds to
+# wait for a server to answer, and GPU memory fraction per server (empty: vLLM's default).
+SERVING_BIND_HOST = env_str("SERVING_BIND_HOST", "127.0.0.1")
+SERVING_ADVERTISE_HOST = env_str("SERVING_ADVERTISE_HOST", "127.0.0.1")
+SERVING_PORT_FIRST = env_int("SERVING_PORT_FIRST", 8100, minimum=1)
+SERVING_PORT_LAST = env_int("SERVING_PORT_LAST", 8199, minimum=1)
+SERVING_GPUS = env_list("SERVING_GPUS", [])
+SERVING_START_TIMEOUT_S = env_float("SERVING_START_TIMEOUT_S", 900.0)
+SERVING_MAX_MODEL_LEN = env_int("SERVING_MAX_MODEL_LEN", 4096, minimum=1)
+SERVING_GPU_MEMORY_UTILIZATION = env_float("SERVING_GPU_MEMORY_UTILIZATION", 0.0) or None
 # setup_demo_serving: a running vLLM server to use instead of the local engine (e.g.
 # http://127.0.0.1:8100/v1) and the model name it serves (default: the checkpoint's path).
 DEMO_VLLM_URL = env_str("DEMO_VLLM_URL", "")

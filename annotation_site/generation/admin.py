@@ -54,7 +54,11 @@ class DeploymentAdmin(admin.ModelAdmin):
     list_filter = ("engine", "enabled", "health")
     search_fields = ("checkpoint__name", "endpoint_url", "served_model_name")
     raw_id_fields = ("checkpoint",)
-    readonly_fields = ("health", "consecutive_failures", "last_error", "last_checked_at", "server_pid", "server_log", "created_at")
+    readonly_fields = (
+        "health", "consecutive_failures", "last_error", "last_checked_at", "tensor_parallel_size", "server_status",
+        "server_host", "server_queue", "server_pid", "server_started_at", "server_marker", "server_gpus", "server_log",
+        "created_at",
+    )
     actions = ["check_health", "enable", "disable"]
 
     @admin.action(description="Check health (on a worker)")

@@ -135,7 +135,10 @@ class DeploymentHealthCheckApi(APIView):
 class DeploymentStopServerApi(APIView):
     permission_classes = [CanManageServing]
 
-    @extend_schema(request=None, responses=DeploymentOutputSerializer, summary="Stop the vLLM server the platform launched")
+    @extend_schema(
+        request=None, responses=DeploymentOutputSerializer,
+        summary="Disable the deployment and have the serving worker that launched its vLLM server stop it",
+    )
     def post(self, request, deployment_id: int):
         deployment = services.deployment_stop_server(deployment=_deployment(deployment_id))
         return Response(DeploymentOutputSerializer(deployment).data)

@@ -43,6 +43,21 @@ class Health(models.TextChoices):
     UNHEALTHY = "unhealthy", "Unhealthy"
 
 
+# Shards a launched server may split a model over: what vLLM's tensor parallelism supports on one
+# machine (the attention heads must divide evenly).
+TENSOR_PARALLEL_SIZES = (1, 2, 4, 8)
+
+
+class ServerStatus(models.TextChoices):
+    """Life of a vLLM server the platform launches for a deployment (empty: none launched)."""
+
+    LAUNCHING = "launching", "Launching"
+    SERVING = "serving", "Serving"
+    STOPPING = "stopping", "Stopping"
+    STOPPED = "stopped", "Stopped"
+    FAILED = "failed", "Failed to start"
+
+
 class Deployment(models.Model):
     checkpoint = models.ForeignKey(Checkpoint, on_delete=models.PROTECT, related_name="deployments")
     engine = models.CharField(max_length=8, choices=Engine.choices, default=Engine.VLLM)
@@ -55,9 +70,19 @@ class Deployment(models.Model):
     consecutive_failures = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True, default="")
     last_checked_at = models.DateTimeField(null=True, blank=True)
-    # Set when the platform started the vLLM server itself (deploy with launch): its process
-    # group and log, so it can be stopped and its failures explained.
+    # GPUs one launched vLLM server shards the model over (--tensor-parallel-size).
+    tensor_parallel_size = models.PositiveSmallIntegerField(default=1)
+    # Set when the platform started the vLLM server itself (deploy with launch): where it is
+    # (host, the serving worker's own queue, GPUs) and who it is (process group, its leader's start
+    # time, the marker in its environment), so only the worker that started it stops it, and only
+    # if the process is still the one it launched; its log explains failures.
+    server_status = models.CharField(max_length=12, choices=ServerStatus.choices, blank=True, default="")
     server_pid = models.PositiveIntegerField(null=True, blank=True)
+    server_host = models.CharField(max_length=255, blank=True, default="")
+    server_queue = models.CharField(max_length=300, blank=True, default="")
+    server_started_at = models.FloatField(null=True, blank=True)
+    server_marker = models.CharField(max_length=100, blank=True, default="")
+    server_gpus = models.CharField(max_length=100, blank=True, default="")
     server_log = models.CharField(max_length=1000, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
 

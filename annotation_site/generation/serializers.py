@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from annotation_site.generation.models import Checkpoint, CheckpointKind, Deployment, Engine
+from annotation_site.generation.models import TENSOR_PARALLEL_SIZES, Checkpoint, CheckpointKind, Deployment, Engine
 
 
 class CheckpointOutputSerializer(serializers.ModelSerializer):
@@ -57,7 +57,8 @@ class DeploymentOutputSerializer(serializers.ModelSerializer):
         model = Deployment
         fields = [
             "id", "checkpoint", "checkpoint_name", "engine", "endpoint_url", "served_model_name", "enabled",
-            "health", "consecutive_failures", "last_error", "last_checked_at", "server_pid", "server_log", "created_at",
+            "health", "consecutive_failures", "last_error", "last_checked_at", "tensor_parallel_size", "server_status",
+            "server_host", "server_pid", "server_gpus", "server_log", "created_at",
         ]
 
 
@@ -68,10 +69,13 @@ class DeploymentCreateInputSerializer(serializers.Serializer):
     served_model_name = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
     enabled = serializers.BooleanField(required=False, default=True)
     launch = serializers.BooleanField(
-        required=False, default=False, help_text="Start a vLLM server for the checkpoint (on the worker's machine)."
+        required=False, default=False, help_text="Start a vLLM server for the checkpoint on a serving worker's GPUs."
     )
     port = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=1, max_value=65535)
     enforce_eager = serializers.BooleanField(required=False, default=False)
+    tensor_parallel_size = serializers.ChoiceField(
+        choices=TENSOR_PARALLEL_SIZES, required=False, default=1, help_text="Launch only: GPUs the server shards over."
+    )
 
 
 class DeploymentUpdateInputSerializer(serializers.Serializer):

@@ -9,9 +9,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import random
-import signal
+import socket
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,8 @@ from annotation_site.generation.models import (
     Engine,
     GenerationClaim,
     Health,
+    ServerStatus,
+    TENSOR_PARALLEL_SIZES,
 )
 from annotation_site.generation.paths import CheckpointPathRefused, checkpoint_path
 from annotation_site.generation.policy import SamplingPolicy
@@ -207,9 +208,11 @@ def deployment_create(
     launch: bool = False,
     port: int | None = None,
     enforce_eager: bool = False,
+    tensor_parallel_size: int = 1,
 ) -> Deployment:
     """Deploy a chat checkpoint: on the local engine, on a running vLLM server (`endpoint_url`), or
-    on a vLLM server the platform starts for it (`launch`, done by a worker task after commit)."""
+    on a vLLM server the platform starts for it (`launch`: a serving worker starts it after commit,
+    on `tensor_parallel_size` of its GPUs)."""
     if checkpoint.kind == CheckpointKind.REWARD_MODEL:
         raise ApplicationError(f'"{checkpoint.name}" is a reward model: it scores answers and cannot generate them.')
     if engine not in Engine.values:
@@ -217,9 +220,15 @@ def deployment_create(
     if launch:
         if engine != Engine.VLLM or endpoint_url:
             raise ApplicationError("Launching starts a vLLM server: use engine vllm and leave endpoint_url empty.")
+        if tensor_parallel_size not in TENSOR_PARALLEL_SIZES:
+            raise ApplicationError(
+                f"tensor_parallel_size {tensor_parallel_size} is not one of {', '.join(map(str, TENSOR_PARALLEL_SIZES))}."
+            )
+        _check_serving_port(port)
         _checkpoint_folder(checkpoint.path)
         deployment = Deployment.objects.create(
-            checkpoint=checkpoint, engine=engine, served_model_name=served_model_name or checkpoint.name, enabled=enabled
+            checkpoint=checkpoint, engine=engine, served_model_name=served_model_name or checkpoint.name, enabled=enabled,
+            tensor_parallel_size=tensor_parallel_size, server_status=ServerStatus.LAUNCHING,
         )
         from annotation_site.generation.tasks import launch_deployment_server
 
@@ -361,37 +370,95 @@ def deployments_check_health() -> dict[str, int]:
     return {str(key): value for key, value in counts.items()}
 
 
+def _free_gpus(*, count: int, host: str) -> str | None:
+    """`count` of SERVING_GPUS that no other launched server of this host holds, as
+    CUDA_VISIBLE_DEVICES; None when the worker pins no GPUs (SERVING_GPUS empty, e.g. on a CPU)."""
+    if not settings.SERVING_GPUS:
+        return None
+    taken: set[str] = set()
+    for gpus in Deployment.objects.filter(server_host=host, server_pid__isnull=False).values_list("server_gpus", flat=True):
+        taken.update(gpu for gpu in gpus.split(",") if gpu)
+    free = [gpu for gpu in settings.SERVING_GPUS if gpu not in taken]
+    if len(free) < count:
+        raise ApplicationError(
+            f"The deployment needs {count} GPU(s) (tensor_parallel_size) but {host} has {len(free)} free of "
+            f"{len(settings.SERVING_GPUS)} (SERVING_GPUS): stop another launched server or add a serving worker."
+        )
+    return ",".join(free[:count])
+
+
+def _check_serving_port(port: int | None) -> None:
+    first, last = settings.SERVING_PORT_FIRST, settings.SERVING_PORT_LAST
+    if port is not None and not first <= port <= last:
+        raise ApplicationError(
+            f"Port {port} is outside the serving ports {first}-{last} (SERVING_PORT_FIRST/LAST): leave it empty for a free one."
+        )
+
+
+def _serving_port(port: int | None) -> int:
+    from serving.launcher import LaunchError, free_port
+
+    _check_serving_port(port)
+    first, last = settings.SERVING_PORT_FIRST, settings.SERVING_PORT_LAST
+    try:
+        return free_port(port or first, port or last, host=settings.SERVING_BIND_HOST)
+    except LaunchError as error:
+        raise ApplicationError(f"{error}: choose another port, or leave it empty for a free one.") from None
+
+
 def deployment_launch_server(
-    *, deployment: Deployment, port: int | None = None, enforce_eager: bool = False, timeout_s: float = 600.0
+    *, deployment: Deployment, queue: str = "", port: int | None = None, enforce_eager: bool = False,
+    timeout_s: float | None = None,
 ) -> Deployment:
-    """Start a vLLM server for the deployment's checkpoint, wait until it serves, and point the
-    deployment at it. The server keeps running after this returns; `deployment_stop_server` ends it."""
-    from serving.launcher import LaunchError, ServerConfig, VLLMServer, free_port
+    """On a serving worker: start a vLLM server for the deployment's checkpoint on this machine's
+    GPUs, wait until it serves, and point the deployment at it under SERVING_ADVERTISE_HOST.
+
+    The server keeps running after this returns; `deployment_stop_server` asks this worker (its own
+    `queue`) to end it. Its identity (host, pid, start time, marker) is stored for that stop.
+    """
+    from serving.launcher import LaunchError, ServerConfig, VLLMServer
 
     if deployment.engine != Engine.VLLM:
         raise ApplicationError("Only vLLM deployments run a server; a local deployment runs inside the worker.")
-    _checkpoint_folder(deployment.checkpoint.path)
+    if deployment.server_pid is not None:
+        raise Conflict(f"Deployment {deployment.pk} has a launched server already (pid {deployment.server_pid}).")
+    launching = Deployment.objects.filter(pk=deployment.pk)
+    host = socket.gethostname()
     log_dir = settings.VAR_DIR / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     try:
+        _checkpoint_folder(deployment.checkpoint.path)
         config = ServerConfig(
             model_path=deployment.checkpoint.path,
-            port=port or free_port(),
+            port=_serving_port(port),
+            host=settings.SERVING_BIND_HOST,
             served_model_name=deployment.served_model_name or deployment.checkpoint.name,
+            max_model_len=settings.SERVING_MAX_MODEL_LEN,
+            tensor_parallel_size=deployment.tensor_parallel_size,
+            gpu_memory_utilization=settings.SERVING_GPU_MEMORY_UTILIZATION,
+            cuda_visible_devices=_free_gpus(count=deployment.tensor_parallel_size, host=host),
             enforce_eager=enforce_eager,
         )
         server = VLLMServer(config, log_path=log_dir / f"vllm-deployment-{deployment.pk}.log")
-        Deployment.objects.filter(pk=deployment.pk).update(server_log=str(server.log_path))
-        server.start(timeout_s)
-    except LaunchError as error:
-        Deployment.objects.filter(pk=deployment.pk).update(
-            health=Health.UNHEALTHY, last_error=str(error)[:5000], last_checked_at=timezone.now()
+        launching.update(server_status=ServerStatus.LAUNCHING, server_log=str(server.log_path))
+        server.start(settings.SERVING_START_TIMEOUT_S if timeout_s is None else timeout_s)
+    except (LaunchError, ApplicationError) as error:
+        message = error.message if isinstance(error, ApplicationError) else str(error)
+        launching.update(
+            server_status=ServerStatus.FAILED, health=Health.UNHEALTHY, last_error=message[:5000],
+            last_checked_at=timezone.now(),
         )
-        raise ApplicationError(f"The vLLM server did not start: {error}") from None
-    Deployment.objects.filter(pk=deployment.pk).update(
-        endpoint_url=server.base_url,
+        raise ApplicationError(f"The vLLM server did not start: {message}") from None
+    launching.update(
+        endpoint_url=f"http://{settings.SERVING_ADVERTISE_HOST}:{config.port}/v1",
         served_model_name=config.model_name,
-        server_pid=server.process.pid,
+        server_status=ServerStatus.SERVING,
+        server_pid=server.group.pgid,
+        server_host=server.group.host,
+        server_queue=queue,
+        server_started_at=server.group.started_at,
+        server_marker=server.group.marker,
+        server_gpus=config.cuda_visible_devices or "",
         health=Health.HEALTHY,
         consecutive_failures=0,
         last_error="",
@@ -402,16 +469,43 @@ def deployment_launch_server(
 
 
 def deployment_stop_server(*, deployment: Deployment) -> Deployment:
-    """Stop the vLLM server the platform launched for this deployment, and disable the deployment."""
-    if deployment.server_pid is None:
+    """Disable the deployment and ask the serving worker that launched its server to stop it.
+
+    The web process never signals a process itself: the stored pid means nothing on its machine,
+    and the worker that started the server checks that the pid is still that server."""
+    if deployment.server_pid is None or not deployment.server_queue:
         raise ApplicationError("The platform did not launch this deployment's server; stop it where it runs.")
-    try:
-        os.killpg(deployment.server_pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass  # already gone
-    Deployment.objects.filter(pk=deployment.pk).update(server_pid=None, enabled=False, health=Health.UNKNOWN)
+    from annotation_site.generation.tasks import stop_deployment_server
+
+    with transaction.atomic():
+        Deployment.objects.filter(pk=deployment.pk).update(enabled=False, server_status=ServerStatus.STOPPING)
+        queue = deployment.server_queue
+        transaction.on_commit(lambda: stop_deployment_server.apply_async((deployment.pk,), queue=queue))
     deployment.refresh_from_db()
     return deployment
+
+
+def deployment_stop_launched_server(*, deployment: Deployment, grace_s: float = 30.0) -> bool:
+    """On the serving worker that launched it: stop the deployment's server if the process is
+    still the one it launched (same host, pid, start time and marker); clear the record either way.
+    Returns whether a server was stopped (False: it had exited already, or the pid was reused)."""
+    from serving.processes import LaunchedGroup, stop_group
+
+    if deployment.server_pid is None:
+        return False
+    group = LaunchedGroup(
+        pgid=deployment.server_pid, host=deployment.server_host, started_at=deployment.server_started_at,
+        marker=deployment.server_marker,
+    )
+    stopped = stop_group(group, grace_s=grace_s)
+    if not stopped:
+        logger.warning("deployment %s: its server (pid %s on %s) had exited already", deployment.pk, group.pgid, group.host)
+    Deployment.objects.filter(pk=deployment.pk).update(
+        server_status=ServerStatus.STOPPED, server_pid=None, server_started_at=None, server_marker="",
+        server_gpus="", enabled=False, health=Health.UNKNOWN,
+    )
+    deployment.refresh_from_db()
+    return stopped
 
 
 # --- Filling the annotation queue ------------------------------------------------------------------

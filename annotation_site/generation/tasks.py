@@ -11,6 +11,7 @@ import socket
 from celery import shared_task
 from django.conf import settings
 
+from annotation_site.celery import serving_worker_queue
 from annotation_site.generation import services
 from annotation_site.generation.models import Deployment
 
@@ -55,11 +56,23 @@ def check_deployment_health(deployment_id: int) -> dict:
     return {"deployment": deployment.pk, "health": deployment.health}
 
 
-@shared_task
-def launch_deployment_server(deployment_id: int, port: int | None = None, enforce_eager: bool = False) -> dict:
+@shared_task(bind=True, name="annotation_site.generation.tasks.launch_deployment_server")
+def launch_deployment_server(self, deployment_id: int, port: int | None = None, enforce_eager: bool = False) -> dict:
+    """On a serving worker (the "serving" queue): start the deployment's vLLM server here. The
+    worker's own queue is recorded so that the stop goes to this worker, the only one that can
+    tell whether the stored pid is still the server."""
     deployment = Deployment.objects.select_related("checkpoint").get(pk=deployment_id)
-    deployment = services.deployment_launch_server(deployment=deployment, port=port, enforce_eager=enforce_eager)
+    deployment = services.deployment_launch_server(
+        deployment=deployment, queue=serving_worker_queue(self.request.hostname), port=port, enforce_eager=enforce_eager
+    )
     return {"deployment": deployment.pk, "endpoint_url": deployment.endpoint_url}
+
+
+@shared_task(name="annotation_site.generation.tasks.stop_deployment_server")
+def stop_deployment_server(deployment_id: int) -> dict:
+    """Sent to the queue of the serving worker that launched the server (never to "serving")."""
+    deployment = Deployment.objects.get(pk=deployment_id)
+    return {"deployment": deployment_id, "stopped": services.deployment_stop_launched_server(deployment=deployment)}
 
 
 def enqueue_fill_for_items(sender, item_ids: list[int], **kwargs) -> None:

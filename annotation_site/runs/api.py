@@ -9,10 +9,11 @@ from annotation_site.accounts.models import Role
 from annotation_site.accounts.permissions import HasRole
 from annotation_site.errors import ApplicationError
 from annotation_site.generation.serializers import DeploymentOutputSerializer
-from annotation_site.runs import artifacts, selectors, services
+from annotation_site.runs import artifacts, launchers, selectors, services
 from annotation_site.runs.configs import shipped_configs
 from annotation_site.runs.models import Recipe, TrainingRun
 from annotation_site.runs.serializers import (
+    AccelerateConfigSerializer,
     CompareInputSerializer,
     ComparisonSerializer,
     RunDeployInputSerializer,
@@ -110,6 +111,17 @@ class ShippedConfigListApi(APIView):
         if recipe is not None and recipe not in Recipe.values:
             raise ApplicationError(f'Unknown recipe "{recipe}": use one of {", ".join(Recipe.values)}.')
         return Response(ShippedConfigSerializer(shipped_configs(recipe), many=True).data)
+
+
+class AccelerateConfigListApi(APIView):
+    permission_classes = [CanRunTraining]
+
+    @extend_schema(
+        responses=AccelerateConfigSerializer(many=True),
+        summary="Accelerate configs a launch may pick (training/accelerate/ and RUN_ACCELERATE_CONFIG_DIRS)",
+    )
+    def get(self, request):
+        return Response(AccelerateConfigSerializer(launchers.accelerate_configs().values(), many=True).data)
 
 
 class RewardModelCompareApi(APIView):

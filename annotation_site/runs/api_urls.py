@@ -5,6 +5,7 @@ from annotation_site.runs import api
 urlpatterns = [
     path("runs/", api.RunListApi.as_view(), name="api-runs"),
     path("runs/configs/", api.ShippedConfigListApi.as_view(), name="api-run-configs"),
+    path("runs/accelerate-configs/", api.AccelerateConfigListApi.as_view(), name="api-run-accelerate-configs"),
     path("runs/compare/", api.RewardModelCompareApi.as_view(), name="api-runs-compare"),
     path("runs/<id:run_id>/", api.RunDetailApi.as_view(), name="api-run"),
     path("runs/<id:run_id>/progress/", api.RunProgressApi.as_view(), name="api-run-progress"),

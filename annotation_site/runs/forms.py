@@ -4,9 +4,10 @@ from __future__ import annotations
 from django import forms
 
 from annotation_site.errors import ApplicationError
-from annotation_site.generation.models import Engine
+from annotation_site.generation.models import TENSOR_PARALLEL_SIZES, Engine
 from annotation_site.runs import selectors
 from annotation_site.runs.configs import parse_overrides, shipped_configs
+from annotation_site.runs.launchers import PROCESS_COUNTS, accelerate_configs
 from annotation_site.runs.models import Recipe
 from annotation_site.runs.services import GUIDELINES
 
@@ -49,10 +50,22 @@ class LaunchForm(forms.Form):
         help_text="key=value, one per line, on top of the shipped config (values are plain YAML). Only the "
         "recipe's tunable settings (learning rate, steps, batch sizes, ...) can be set here; see the README.",
     )
+    accelerate_config = forms.ChoiceField(
+        label="Accelerate config", required=False,
+        help_text="How the training worker spreads the run over GPUs (training/accelerate/ and admins' configs); "
+        "empty: one process.",
+    )
+    num_processes = forms.TypedChoiceField(
+        choices=[("", "(the config's own)")] + [(count, count) for count in PROCESS_COUNTS], coerce=int,
+        empty_value=None, required=False, label="Processes (GPUs, all machines together)",
+    )
     notes = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.fields["accelerate_config"].choices = [("", "(none: one process)")] + [
+            (config.name, f"{config.name}: {config.description}") for config in accelerate_configs().values()
+        ]
         # Grouped by recipe (one <optgroup> each, labelled with the recipe's value): the page shows
         # only the chosen recipe's group.
         self.fields["config_name"].choices = [("", "(recipe defaults)")] + [
@@ -73,13 +86,17 @@ class DeployForm(forms.Form):
     MODES = [
         ("local", "Local transformers engine (inside the generation worker)"),
         ("vllm", "A running vLLM server at this URL"),
-        ("launch", "Launch a vLLM server for it (on the worker's machine)"),
+        ("launch", "Launch a vLLM server for it (on a serving worker's GPUs)"),
     ]
     mode = forms.ChoiceField(choices=MODES, widget=forms.RadioSelect, initial="local")
     endpoint_url = forms.CharField(max_length=500, required=False, help_text="e.g. http://127.0.0.1:8100/v1")
     served_model_name = forms.CharField(max_length=500, required=False)
     port = forms.IntegerField(min_value=1, max_value=65535, required=False, help_text="Launch only; empty: a free port.")
     enforce_eager = forms.BooleanField(required=False, help_text="Launch only: starts faster, serves ~10% slower.")
+    tensor_parallel_size = forms.TypedChoiceField(
+        choices=[(size, size) for size in TENSOR_PARALLEL_SIZES], coerce=int, initial=1, required=False,
+        empty_value=1, label="GPUs (tensor parallel)", help_text="Launch only: GPUs the server shards the model over.",
+    )
     only_this = forms.BooleanField(
         required=False, label="Disable every other deployment",
         help_text="Else the newest checkpoints share generation (GENERATION_LATEST_CHECKPOINTS).",
@@ -94,6 +111,7 @@ class DeployForm(forms.Form):
             "launch": data["mode"] == "launch",
             "port": data["port"],
             "enforce_eager": data["enforce_eager"],
+            "tensor_parallel_size": data["tensor_parallel_size"],
             "only_this": data["only_this"],
         }
 

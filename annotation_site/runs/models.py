@@ -37,6 +37,11 @@ class TrainingRun(models.Model):
     # The fully resolved config (YAML) the recipe is started with: what actually trains, even if the
     # shipped file changes later.
     config_text = models.TextField()
+    # How the training worker starts the recipe: an accelerate config of runs.launchers (a file
+    # name, empty: plain Python or RUN_LAUNCHER) and the processes over all machines (empty: the
+    # config's own count).
+    accelerate_config = models.CharField(max_length=200, blank=True, default="")
+    num_processes = models.PositiveSmallIntegerField(null=True, blank=True)
     batches = models.ManyToManyField("batches.Batch", blank=True, related_name="training_runs")
     # The checkpoint the run starts from; it becomes the parent of the checkpoint the run produces.
     base_checkpoint = models.ForeignKey(

@@ -4,7 +4,8 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from annotation_site.batches.models import Batch
-from annotation_site.generation.models import Checkpoint, Engine
+from annotation_site.generation.models import TENSOR_PARALLEL_SIZES, Checkpoint, Engine
+from annotation_site.runs.launchers import PROCESS_COUNTS
 from annotation_site.runs.models import Recipe, TrainingRun
 from annotation_site.runs.services import GUIDELINES
 
@@ -18,7 +19,7 @@ class RunOutputSerializer(serializers.ModelSerializer):
         fields = [
             "id", "name", "recipe", "config_name", "overrides", "config_text", "batches", "base_checkpoint", "status",
             "progress", "step", "total_steps", "output_dir", "log_path", "error", "notes", "launched_by", "checkpoint",
-            "attempts", "created_at", "started_at", "finished_at",
+            "accelerate_config", "num_processes", "attempts", "created_at", "started_at", "finished_at",
         ]
 
 
@@ -47,6 +48,14 @@ class RunLaunchInputSerializer(serializers.Serializer):
     safety_reward_model = serializers.PrimaryKeyRelatedField(queryset=Checkpoint.objects.all(), required=False, allow_null=True, default=None)
     batches = serializers.SlugRelatedField(slug_field="week", queryset=Batch.objects.all(), many=True, required=False, default=list)
     guidelines = serializers.ListField(child=serializers.ChoiceField(choices=GUIDELINES), required=False, default=list)
+    accelerate_config = serializers.CharField(
+        max_length=200, required=False, allow_blank=True, default="",
+        help_text="File name of an accelerate config (GET /api/runs/accelerate-configs/); empty: one process.",
+    )
+    num_processes = serializers.ChoiceField(
+        choices=PROCESS_COUNTS, required=False, allow_null=True, default=None,
+        help_text="Processes over all machines (GPUs); empty: the accelerate config's own count.",
+    )
 
 
 class RunDeployInputSerializer(serializers.Serializer):
@@ -56,7 +65,16 @@ class RunDeployInputSerializer(serializers.Serializer):
     launch = serializers.BooleanField(required=False, default=False)
     port = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=1, max_value=65535)
     enforce_eager = serializers.BooleanField(required=False, default=False)
+    tensor_parallel_size = serializers.ChoiceField(choices=TENSOR_PARALLEL_SIZES, required=False, default=1)
     only_this = serializers.BooleanField(required=False, default=False, help_text="Disable every other deployment.")
+
+
+class AccelerateConfigSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    distributed_type = serializers.CharField()
+    num_machines = serializers.IntegerField()
+    num_processes = serializers.IntegerField()
+    description = serializers.CharField()
 
 
 class ShippedConfigSerializer(serializers.Serializer):

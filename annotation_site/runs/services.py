@@ -27,7 +27,6 @@ import shlex
 import signal
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import psutil
@@ -45,7 +44,7 @@ from annotation_site.generation import selectors as generation_selectors
 from annotation_site.generation.models import Checkpoint, CheckpointKind, Deployment
 from annotation_site.generation.paths import checkpoint_path
 from annotation_site.generation.services import checkpoint_create, deployment_create, deployment_update
-from annotation_site.runs import artifacts
+from annotation_site.runs import artifacts, launchers
 from annotation_site.runs.configs import (
     CHECKPOINT_KIND,
     USES_REWARD_MODELS,
@@ -55,6 +54,7 @@ from annotation_site.runs.configs import (
     stored_run_problems,
 )
 from annotation_site.runs.models import Recipe, RunStatus, TrainingRun
+from serving.processes import MARKER_ENV, LaunchedGroup, launched_group, stop_group
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +78,8 @@ def run_launch(
     safety_reward_model: Checkpoint | None = None,
     batches: list[Batch] | None = None,
     guidelines: list[str] | None = None,
+    accelerate_config: str = "",
+    num_processes: int | None = None,
 ) -> TrainingRun:
     """Check the launch, store the run QUEUED with its resolved config, and enqueue it on commit.
 
@@ -86,6 +88,7 @@ def run_launch(
     """
     overrides = list(overrides or [])
     name = (name or "").strip()
+    launchers.check_launch_choice(recipe=recipe, accelerate_config=accelerate_config, num_processes=num_processes)
     if name and (Checkpoint.objects.filter(name=name).exists() or TrainingRun.objects.filter(name=name).exists()):
         raise Conflict(f'The name "{name}" is taken by a checkpoint or another run: choose another.', extra={"field": "name"})
     platform_values = _platform_values(
@@ -105,6 +108,7 @@ def run_launch(
     with transaction.atomic():
         run = TrainingRun.objects.create(
             name=name, recipe=recipe, config_name=config_name, overrides=overrides, config_text="",
+            accelerate_config=accelerate_config, num_processes=num_processes,
             base_checkpoint=base_checkpoint or _checkpoint_at(config.model), notes=notes, launched_by=launched_by,
         )
         paths = artifacts.RunPaths(runs_root / str(run.pk))
@@ -220,16 +224,12 @@ def run_execute(*, run_id: int, worker: str) -> str:
         return RunStatus.FAILED
     paths = artifacts.run_paths(run)
     paths.root.mkdir(parents=True, exist_ok=True)
-    if previous_host == socket.gethostname() and previous_group:
-        # The attempt before this one may have left its recipe running when its worker died.
-        _kill_leftover_group(previous_group, marker=str(paths.launch_config))
+    if previous_group:
+        # The attempt before this one may have left its recipe running when its worker died;
+        # stop_group leaves it alone on another host or when the group id was reused.
+        stop_group(LaunchedGroup(pgid=previous_group, host=previous_host, marker=_marker(paths)), grace_s=0)
     paths.launch_config.write_text(run.config_text)
     return _supervise(run, paths, worker)
-
-
-def _recipe_command(run: TrainingRun, paths: artifacts.RunPaths) -> list[str]:
-    launcher = shlex.split(settings.RUN_LAUNCHER) or [sys.executable]
-    return [*launcher, "-m", f"training.{run.recipe}", "--config", str(paths.launch_config)]
 
 
 def _die_with_worker() -> None:
@@ -242,9 +242,25 @@ def _die_with_worker() -> None:
         pass
 
 
+def _marker(paths: artifacts.RunPaths) -> str:
+    """What marks the recipe's processes as this run's: its launch config, named on its command line
+    and set in its environment (which every process it starts inherits)."""
+    return str(paths.launch_config)
+
+
 def _supervise(run: TrainingRun, paths: artifacts.RunPaths, worker: str) -> str:
-    command = _recipe_command(run, paths)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    try:
+        command = launchers.recipe_command(
+            recipe=run.recipe, launch_config=paths.launch_config, accelerate_config=run.accelerate_config,
+            num_processes=run.num_processes,
+        )
+    except ConfigInvalid as error:
+        TrainingRun.objects.filter(pk=run.pk, worker=worker, status=RunStatus.RUNNING).update(
+            status=RunStatus.FAILED, error=error.message, finished_at=timezone.now()
+        )
+        _append_log(paths, f"=== failed: {error.message}\n")
+        return RunStatus.FAILED
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", MARKER_ENV: _marker(paths)}
     with paths.log.open("ab") as log:
         log.write(
             f"=== attempt {run.attempts} on {worker} at {timezone.now().isoformat()}\n"
@@ -255,27 +271,28 @@ def _supervise(run: TrainingRun, paths: artifacts.RunPaths, worker: str) -> str:
             command, cwd=settings.BASE_DIR, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             env=env, start_new_session=True, preexec_fn=_die_with_worker,
         )
+    group = launched_group(process.pid, marker=_marker(paths))
     mine = TrainingRun.objects.filter(pk=run.pk, worker=worker, status=RunStatus.RUNNING)
     mine.update(process_group=process.pid)
     logger.info("run %s: started %s (process group %s)", run.pk, command, process.pid)
     try:
-        outcome = _watch(run, process, mine, worker)
+        outcome = _watch(run, process, group, mine, worker)
     except BaseException:
         # The worker is going down (warm shutdown, a bug here): take the recipe with it; the run's
         # heartbeat stops and the next delivery or the watchdog restarts it.
-        _stop_group(process)
+        _stop_group(group, process)
         raise
     if outcome is not None:
         _append_log(paths, f"=== {outcome}: the recipe's process group was stopped\n")
         return outcome
     returncode = process.returncode
-    _stop_group(process)  # children the recipe left behind (e.g. a vLLM server) go with it
+    _stop_group(group, process)  # children the recipe left behind (e.g. a vLLM server) go with it
     if returncode == 0 and paths.out.is_dir():
         return _succeed(run, paths, worker)
     return _fail(run, paths, worker, returncode)
 
 
-def _watch(run: TrainingRun, process: subprocess.Popen, mine, worker: str) -> str | None:
+def _watch(run: TrainingRun, process: subprocess.Popen, group: LaunchedGroup, mine, worker: str) -> str | None:
     """Poll the recipe until it exits (None), is cancelled, or the run stops being this worker's."""
     while True:
         try:
@@ -286,11 +303,11 @@ def _watch(run: TrainingRun, process: subprocess.Popen, mine, worker: str) -> st
             state = TrainingRun.objects.filter(pk=run.pk).values("status", "worker", "cancel_requested").first()
             if state is None or state["status"] != RunStatus.RUNNING or state["worker"] != worker:
                 # Cancelled while its worker looked dead, or taken over by another worker: stop here.
-                _stop_group(process)
+                _stop_group(group, process)
                 logger.warning("run %s is no longer this worker's (%s); its recipe was stopped", run.pk, state)
                 return "taken over"
             if state["cancel_requested"]:
-                _stop_group(process)
+                _stop_group(group, process)
                 mine.update(status=RunStatus.CANCELLED, finished_at=timezone.now(), process_group=None)
                 return RunStatus.CANCELLED
             step, total = artifacts.progress(run)
@@ -365,34 +382,9 @@ def _append_log(paths: artifacts.RunPaths, text: str) -> None:
         log.write(text)
 
 
-def _stop_group(process: subprocess.Popen) -> None:
+def _stop_group(group: LaunchedGroup, process: subprocess.Popen) -> None:
     """SIGTERM the recipe's process group, SIGKILL what is left after RUN_CANCEL_GRACE_S."""
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        process.wait(timeout=settings.RUN_CANCEL_GRACE_S)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    process.wait()
-
-
-def _kill_leftover_group(group: int, *, marker: str) -> None:
-    """Kill process group `group` if it still runs this run's recipe (its command names `marker`);
-    a group id reused by an unrelated process is left alone."""
-    for process in psutil.process_iter(["cmdline"]):
-        try:
-            if marker in " ".join(process.info["cmdline"] or []) and os.getpgid(process.pid) == group:
-                os.killpg(group, signal.SIGKILL)
-                logger.warning("killed process group %s left running by a dead worker", group)
-                return
-        except (ProcessLookupError, psutil.Error):
-            continue
+    stop_group(group, grace_s=settings.RUN_CANCEL_GRACE_S, process=process)
 
 
 # --- Recovery --------------------------------------------------------------------------------------
@@ -490,6 +482,7 @@ def run_deploy(
     launch: bool = False,
     port: int | None = None,
     enforce_eager: bool = False,
+    tensor_parallel_size: int = 1,
     only_this: bool = False,
 ) -> Deployment:
     """Deploy a succeeded run's checkpoint through the generation app, so it generates the next
@@ -504,7 +497,7 @@ def run_deploy(
     with transaction.atomic():
         deployment = deployment_create(
             checkpoint=run.checkpoint, engine=engine, endpoint_url=endpoint_url, served_model_name=served_model_name,
-            launch=launch, port=port, enforce_eager=enforce_eager,
+            launch=launch, port=port, enforce_eager=enforce_eager, tensor_parallel_size=tensor_parallel_size,
         )
         if only_this:
             for other in generation_selectors.deployment_list().filter(enabled=True).exclude(pk=deployment.pk):

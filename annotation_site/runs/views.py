@@ -45,6 +45,7 @@ def launch(request):
                 helpfulness_reward_model=data["helpfulness_reward_model"],
                 safety_reward_model=data["safety_reward_model"],
                 batches=list(data["batches"]), guidelines=data["guidelines"], launched_by=request.user,
+                accelerate_config=data["accelerate_config"], num_processes=data["num_processes"],
             )
         except ApplicationError as error:
             form.add_application_error(error)

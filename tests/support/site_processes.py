@@ -59,12 +59,13 @@ def run_site(env: dict, code: str, **extra: str) -> str:
 class CeleryWorker:
     """`celery -A annotation_site worker` (prefork, one child), started and ready, stopped on stop()."""
 
-    def __init__(self, env: dict, log: Path, *, queues: str = "celery"):
+    def __init__(self, env: dict, log: Path, *, queues: str = "celery", name: str = ""):
         self.log = log
+        self.name = name or f"test-{os.getpid()}-{time.monotonic_ns()}@%h"
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "annotation_site", "worker", "--pool=prefork", "--concurrency=1",
              "--queues", queues, "--loglevel=INFO", "--without-gossip", "--without-mingle",
-             "-n", f"test-{os.getpid()}-{time.monotonic_ns()}@%h"],
+             "-n", self.name],
             cwd=ROOT, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
         )  # fmt: skip
         self.wait_for_log("ready.", timeout=60)

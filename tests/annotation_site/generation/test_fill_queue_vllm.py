@@ -7,7 +7,7 @@ import pytest
 
 from annotation_site.annotation.models import Item, ItemStatus, Sample
 from annotation_site.generation import services
-from annotation_site.generation.models import Checkpoint, Health
+from annotation_site.generation.models import Health
 from annotation_site.generation.tasks import fill_queue
 from tests.annotation_site.generation.conftest import deploy_local, deploy_vllm, queue_prompts
 from tests.support.vllm_server import start_server
@@ -119,27 +119,3 @@ def test_smollm2_pairs_at_two_temperatures_are_generated_and_stored(smollm2_vllm
         assert a.checkpoint_id == b.checkpoint_id == deployment.checkpoint_id
         assert a.sampling_params["temperature"] != b.sampling_params["temperature"]
         assert len(a.text.split()) > 3 and len(b.text.split()) > 3
-
-
-def test_a_launched_server_serves_the_deployment_until_it_is_stopped(tiny_model_dir, settings, tmp_path, rng):
-    from serving.launcher import group_members
-
-    settings.VAR_DIR = tmp_path
-    deployment = services.deployment_create(
-        checkpoint=Checkpoint.objects.create(name="tiny-launched", path=str(tiny_model_dir), kind="sft"),
-        engine="vllm", launch=True,
-    )
-    deployment = services.deployment_launch_server(deployment=deployment, enforce_eager=True)
-    try:
-        assert deployment.health == Health.HEALTHY and deployment.endpoint_url.startswith("http://127.0.0.1:81")
-        assert deployment.served_model_name == "tiny-launched" and (tmp_path / "logs").is_dir()
-        (item,) = queue_prompts(1)
-        assert services.queue_fill(worker="w1", rng=rng).generated_item_ids == [item.pk]
-    finally:
-        pid = deployment.server_pid
-        deployment = services.deployment_stop_server(deployment=deployment)
-    deadline = time.monotonic() + 30
-    while group_members(pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not group_members(pid)
-    assert (deployment.enabled, deployment.server_pid) == (False, None)
