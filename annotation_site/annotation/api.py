@@ -12,6 +12,7 @@ from annotation_site.annotation import selectors, services
 from annotation_site.annotation.models import Assignment
 from annotation_site.annotation.serializers import (
     AssignmentOutputSerializer,
+    ComparisonAmendInputSerializer,
     ComparisonInputSerializer,
     ComparisonOutputSerializer,
     ContinueInputSerializer,
@@ -181,6 +182,20 @@ class DialogueContinueApi(APIView):
             raise NotFound("No such comparison of yours.")
         item = services.dialogue_continue(comparison=comparison, annotator=request.user, message=data["message"])
         return Response(QueuedItemOutputSerializer(item).data, status=201)
+
+
+class ComparisonAmendApi(APIView):
+    permission_classes = [CanAnnotate]
+
+    @extend_schema(
+        request=ComparisonAmendInputSerializer,
+        responses=ComparisonOutputSerializer,
+        summary="Change your comparison while it is in no closed batch (the change is recorded)",
+    )
+    def post(self, request, comparison_id: int):
+        data = _valid(ComparisonAmendInputSerializer, request.data)
+        comparison = services.comparison_amend(comparison_id=comparison_id, annotator=request.user, **data)
+        return Response(comparison_data(comparison))
 
 
 class QueuePromptsApi(APIView):

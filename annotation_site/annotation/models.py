@@ -244,6 +244,19 @@ class Comparison(models.Model):
             models.Index(fields=["annotator", "created_at"]),
         ]
 
+    @property
+    def chosen_as_shown(self) -> str:
+        """The chosen response as the annotator saw it: "A" or "B" (reads only the item's sample ids)."""
+        item = self.item
+        shown_a = item.sample_b_id if self.shown_order == "ba" else item.sample_a_id
+        return "A" if self.chosen_id == shown_a else "B"
+
+    def labels_as_shown(self) -> tuple[bool | None, bool | None]:
+        """(Response A is safe, Response B is safe) as labelled; (None, None) on a helpfulness comparison."""
+        if self.chosen_as_shown == "A":
+            return self.chosen_is_safe, self.rejected_is_safe
+        return self.rejected_is_safe, self.chosen_is_safe
+
     def __str__(self) -> str:
         return f"Comparison {self.pk} ({self.guideline_kind}, {self.rating or 'unrated'})"
 
@@ -270,3 +283,31 @@ class Demonstration(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["batch", "source"])]
+
+
+class ComparisonAmendment(models.Model):
+    """One change an annotator made to their own comparison after submitting it: who, when, old and new.
+
+    Written by `services.comparison_amend` in the same transaction as the change; the comparison
+    then holds the new answer and these rows its history, oldest first.
+    """
+
+    comparison = models.ForeignKey(Comparison, on_delete=models.PROTECT, related_name="amendments")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    amended_at = models.DateTimeField()
+    old_chosen = models.ForeignKey(Sample, on_delete=models.PROTECT, related_name="+")
+    old_rating = models.CharField(max_length=24, choices=Rating.choices, blank=True, default="")
+    old_chosen_is_safe = models.BooleanField(null=True, blank=True)
+    old_rejected_is_safe = models.BooleanField(null=True, blank=True)
+    old_safety_bin = models.CharField(max_length=32, choices=SafetyBin.choices, blank=True, default="")
+    new_chosen = models.ForeignKey(Sample, on_delete=models.PROTECT, related_name="+")
+    new_rating = models.CharField(max_length=24, choices=Rating.choices, blank=True, default="")
+    new_chosen_is_safe = models.BooleanField(null=True, blank=True)
+    new_rejected_is_safe = models.BooleanField(null=True, blank=True)
+    new_safety_bin = models.CharField(max_length=32, choices=SafetyBin.choices, blank=True, default="")
+
+    class Meta:
+        ordering = ["comparison", "amended_at", "id"]
+
+    def __str__(self) -> str:
+        return f"Amendment of comparison {self.comparison_id} at {self.amended_at:%Y-%m-%d %H:%M}"

@@ -80,9 +80,7 @@ def assignment_data(assignment) -> dict:
 
 def chosen_label(comparison) -> str:
     """The chosen response as it was shown: "A" or "B"."""
-    item = comparison.item
-    shown_a = item.sample_b_id if comparison.shown_order == "ba" else item.sample_a_id
-    return "A" if comparison.chosen_id == shown_a else "B"
+    return comparison.chosen_as_shown
 
 
 def comparison_data(comparison) -> dict:
@@ -209,6 +207,13 @@ class ComparisonOutputSerializer(serializers.Serializer):
 
     def get_chosen(self, comparison) -> str:
         return chosen_label(comparison)
+
+
+class ComparisonAmendInputSerializer(serializers.Serializer):
+    chosen = serializers.ChoiceField(choices=["A", "B"], help_text="The better response, as it was shown.")
+    rating = serializers.ChoiceField(choices=Rating.choices)
+    response_a_is_safe = serializers.BooleanField(required=False, allow_null=True, default=None)
+    response_b_is_safe = serializers.BooleanField(required=False, allow_null=True, default=None)
 
 
 class SkipInputSerializer(serializers.Serializer):

@@ -5,6 +5,7 @@ from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
+from django.views.decorators.cache import never_cache
 
 from annotation_site.accounts.models import Role
 from annotation_site.accounts.permissions import ANNOTATING_ROLES, role_required
@@ -29,6 +30,7 @@ def home(request):
     return redirect("admin:index")
 
 
+@never_cache  # Cache-Control: no-store: Back or a second tab never shows an answered item as open
 @role_required(*ANNOTATING_ROLES)
 def annotate(request):
     kinds = selectors.annotator_guideline_kinds(annotator=request.user)

@@ -24,6 +24,16 @@ def batch_get(key: str | int) -> Batch:
     return batch
 
 
+def batch_is_open(*, batch_id: int | None) -> bool:
+    """Whether rows of this batch (None: not yet in one) may still change.
+
+    A batch exists only once its week is closed, and closed batches are immutable: only a row no
+    batch has taken yet, which the next close will take, is open. Other apps ask here (amending a
+    comparison does) rather than reading `batch_id` themselves.
+    """
+    return batch_id is None
+
+
 def unbatched_counts() -> dict:
     """Platform comparisons and demonstrations waiting for the next batch."""
     return {
