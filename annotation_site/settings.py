@@ -114,9 +114,11 @@ STORAGES = {
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         # DRF's token auth, loading the role and profile in the same query (one round trip, not three).
+        # First, because the first class decides the challenge: a request without credentials gets
+        # 401 with "WWW-Authenticate: Token" (session auth, which has no challenge, would make it 403).
         "annotation_site.accounts.authentication.RoleTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
