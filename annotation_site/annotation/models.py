@@ -10,6 +10,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from annotation_site.annotation.markdown import render_markdown
+
 
 class GuidelineKind(models.TextChoices):
     HELPFULNESS = "helpfulness", "Helpfulness"
@@ -99,6 +101,9 @@ class Sample(models.Model):
 
     dialogue = models.ForeignKey(Dialogue, on_delete=models.CASCADE, related_name="samples")
     text = models.TextField()
+    # `text` rendered from Markdown to safe HTML (annotation.markdown) when the sample is stored, so
+    # showing it costs the claim nothing; empty for imported pairs no annotator will see.
+    text_html = models.TextField(blank=True, default="", editable=False)
     # Name of the model or checkpoint that wrote it ("import:<dataset>" for imported responses).
     model_name = models.CharField(max_length=200)
     checkpoint = models.ForeignKey(
@@ -111,6 +116,13 @@ class Sample(models.Model):
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     latency_ms = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    def save(self, *args, **kwargs):
+        self.text_html = render_markdown(self.text)
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "text" in update_fields:
+            kwargs["update_fields"] = {*update_fields, "text_html"}
+        super().save(*args, **kwargs)
 
     def __str__(self) -> str:
         return f"Sample {self.pk} by {self.model_name}"

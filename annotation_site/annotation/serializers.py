@@ -4,7 +4,9 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from annotation_site.annotation.markdown import render_markdown
 from annotation_site.annotation.models import GuidelineKind, Rating, TaskKind
+from annotation_site.annotation.services import MAX_MESSAGE_CHARS
 
 
 # The largest time a comparison or demonstration stores (the database column is a 4-byte integer).
@@ -18,7 +20,8 @@ class TurnSerializer(serializers.Serializer):
 
 class ShownResponseSerializer(serializers.Serializer):
     label = serializers.CharField(help_text='"A" or "B", as shown to the annotator.')
-    text = serializers.CharField()
+    text = serializers.CharField(help_text="The response as the model wrote it.")
+    html = serializers.CharField(help_text="The response's Markdown rendered to HTML, with any raw HTML escaped.")
 
 
 class GuidelineRefSerializer(serializers.Serializer):
@@ -59,7 +62,12 @@ def shown_responses(assignment) -> list[dict]:
     if item.task_kind != TaskKind.COMPARISON:
         return []
     first, second = (item.sample_b, item.sample_a) if assignment.flipped else (item.sample_a, item.sample_b)
-    return [{"label": "A", "text": first.text}, {"label": "B", "text": second.text}]
+    return [_shown("A", first), _shown("B", second)]
+
+
+def _shown(label: str, sample) -> dict:
+    # Samples stored before their HTML was (or imported without it) are rendered here.
+    return {"label": label, "text": sample.text, "html": sample.text_html or render_markdown(sample.text)}
 
 
 def assignment_data(assignment) -> dict:
@@ -254,12 +262,12 @@ class ProgressOutputSerializer(serializers.Serializer):
 
 
 class PromptInputSerializer(serializers.Serializer):
-    text = serializers.CharField(max_length=20_000)
+    text = serializers.CharField(max_length=MAX_MESSAGE_CHARS)
     guideline_kind = serializers.ChoiceField(choices=GuidelineKind.choices, default=GuidelineKind.HELPFULNESS)
 
 
 class ContinueInputSerializer(serializers.Serializer):
-    message = serializers.CharField(max_length=20_000, help_text="The next user message.")
+    message = serializers.CharField(max_length=MAX_MESSAGE_CHARS, help_text="The next user message.")
 
 
 class QueuedItemOutputSerializer(serializers.Serializer):

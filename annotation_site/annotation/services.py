@@ -286,7 +286,7 @@ def _lock_next_claimable_item(*, annotator_id: int, guideline_kinds: list[str], 
         return cursor.fetchone()
 
 
-# PostgreSQL claims in one call of `annotation_claim_next` (migration 0004): the live-claim check,
+# PostgreSQL claims in one call of `annotation_claim_next` (migration 0004, as changed by 0006): the live-claim check,
 # the SKIP LOCKED pick, the slot taken, the assignment inserted and what the annotator is shown read
 # back, in one statement whose plan the server keeps for the session. Each of those was a round trip
 # of its own (plus BEGIN and COMMIT), and planning the statement anew on every claim cost more than
@@ -299,8 +299,8 @@ CLAIM_ROW = RowReads(
     # The item's open_slots is left out (loaded if used): the claim's snapshot predates its own decrement.
     ("i", Item, ("id", "task_kind", "dialogue", "guideline_kind", "sample_a", "sample_b", "status", "overlap", "priority")),
     ("d", Dialogue, ("id", "turns", "guideline_kind")),
-    ("sa", Sample, ("id", "dialogue", "text")),
-    ("sb", Sample, ("id", "dialogue", "text")),
+    ("sa", Sample, ("id", "dialogue", "text", "text_html")),
+    ("sb", Sample, ("id", "dialogue", "text", "text_html")),
     ("g", Guideline, ("id", "kind", "version", "title", "text", "overlap", "is_active", "created_at")),
 )  # fmt: skip
 

@@ -10,7 +10,7 @@ from django.views.decorators.cache import never_cache
 from annotation_site.accounts.models import Role
 from annotation_site.accounts.permissions import ANNOTATING_ROLES, role_required
 from annotation_site.accounts.services import user_role
-from annotation_site.annotation import selectors
+from annotation_site.annotation import selectors, services
 from annotation_site.annotation.api import next_item_payload
 from annotation_site.annotation.models import GuidelineKind, Rating
 
@@ -45,5 +45,6 @@ def annotate(request):
             "ratings": Rating.choices,
             "guideline_kinds": [(k, label) for k, label in GuidelineKind.choices if k in kinds],
             "poll_ms": settings.ANNOTATE_POLL_MS,
+            "prompt_max_chars": services.MAX_MESSAGE_CHARS,
         },
     )

@@ -37,6 +37,12 @@ def test_the_annotate_page_embeds_the_claimed_item_the_guideline_and_the_weekly_
     assert "model-a" not in html  # the model behind a response is never shown
 
 
+def test_the_annotate_page_is_never_served_from_the_browser_cache():
+    make_ready_item()
+    response = logged_in(make_annotator()).get("/annotate/")
+    assert "no-store" in response["Cache-Control"]
+
+
 def test_reloading_the_page_shows_the_same_item():
     make_ready_item()
     make_ready_item()
