@@ -94,16 +94,24 @@ def test_a_reward_model_run_shows_table_8_and_cannot_be_deployed(client, researc
     assert api.get(f"/api/runs/{run.pk}/eval/").json()["splits"]["2026-W48/helpfulness"]["pairs"] == 4
 
 
+def unloadable_model(tmp_path):
+    """A folder that passes the launch's check (it has a config.json) but that no recipe can load."""
+    folder = tmp_path / "unloadable-model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    return folder
+
+
 @pytest.mark.django_db
 def test_a_recipe_that_raises_marks_the_run_failed_with_the_error_and_the_log_tail(researcher, exported_batch, tmp_path):
-    run = launch(researcher, overrides=[f"model={tmp_path / 'no-such-model'}"], batches=[exported_batch])
+    run = launch(researcher, overrides=[f"model={unloadable_model(tmp_path)}"], batches=[exported_batch])
 
     assert run_training(run.pk) == RunStatus.FAILED
 
     run.refresh_from_db()
     assert run.status == RunStatus.FAILED and run.checkpoint is None and run.finished_at is not None
     assert run.error.startswith("python -m training.sft exited with code 1: ")
-    assert "no-such-model" in run.error.splitlines()[0]  # the exception the recipe raised
+    assert "unloadable-model" in run.error.splitlines()[0]  # the exception the recipe raised
     assert "Traceback" in run.error  # and the log's tail below it
     assert not Checkpoint.objects.filter(run=str(run.pk)).exists()
 
@@ -138,7 +146,7 @@ def test_cancel_stops_the_recipes_process_group(researcher, base_checkpoint, exp
 @pytest.mark.django_db
 def test_a_redelivered_task_restarts_a_run_whose_worker_died_and_kills_what_it_left(researcher, exported_batch, tmp_path):
     # A model that fails to load ends the restarted attempt quickly; what is tested is the restart.
-    run = launch(researcher, overrides=[f"model={tmp_path / 'no-such-model'}"], batches=[exported_batch])
+    run = launch(researcher, overrides=[f"model={unloadable_model(tmp_path)}"], batches=[exported_batch])
     paths = artifacts.run_paths(run)
     paths.root.mkdir(parents=True)
     # What a SIGKILLed worker leaves: the run RUNNING with an old heartbeat, and its recipe's group.
