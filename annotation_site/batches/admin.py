@@ -16,10 +16,13 @@ from annotation_site.errors import ApplicationError
 class BatchAdmin(admin.ModelAdmin):
     # The columns that decide what to do, narrow enough to fit 1,400 px with the filter beside them;
     # the rest is on the batch's own page.
-    list_display = ("week", "state_label", "download", "comparison_count", "demonstration_count", "progress", "closed_at")
+    list_display = ("week", "state_label", "download", "rows", "progress", "closed_at")
     list_filter = ("state", "closed_early")
     actions = ["reexport"]
-    readonly_fields = ["download", "counts_table", *(field.name for field in Batch._meta.fields if field.name != "counts")]
+    readonly_fields = fields = [
+        "week", "state_label", "download", "counts_table",
+        *(field.name for field in Batch._meta.fields if field.name not in ("id", "week", "state", "counts")),
+    ]  # fmt: skip
     change_list_template = "admin/batches/batch/change_list.html"
 
     class Media:
@@ -44,13 +47,9 @@ class BatchAdmin(admin.ModelAdmin):
     def has_reexport_permission(self, request):
         return can_manage_batches(request.user)
 
-    @admin.display(description="comparisons")
-    def comparison_count(self, batch: Batch):
-        return batch.counts.get("comparisons", 0)
-
-    @admin.display(description="demonstrations")
-    def demonstration_count(self, batch: Batch):
-        return batch.counts.get("demonstrations", 0)
+    @admin.display(description="comparisons / demonstrations")
+    def rows(self, batch: Batch):
+        return f'{batch.counts.get("comparisons", 0)} / {batch.counts.get("demonstrations", 0)}'
 
     @admin.display(description="state", ordering="state")
     def state_label(self, batch: Batch):
@@ -58,9 +57,13 @@ class BatchAdmin(admin.ModelAdmin):
 
     @admin.display(description="counts")
     def counts_table(self, batch: Batch):
-        counts = batch.counts or {}
-        rows = [("comparisons", counts.get("comparisons", 0)), ("demonstrations", counts.get("demonstrations", 0))]
-        rows += [(f"comparisons, {kind}", n) for kind, n in sorted((counts.get("guideline") or {}).items())]
+        # The close's counts, and the export's breakdowns (by split, rating, guideline, ...) one row each.
+        rows = []
+        for key, value in (batch.counts or {}).items():
+            if isinstance(value, dict):
+                rows += [(f"{key.replace('_', ' ')}: {name}", n) for name, n in sorted(value.items())]
+            else:
+                rows.append((key.replace("_", " "), value))
         return format_html(
             '<table class="batch-counts"><tbody>{}</tbody></table>',
             format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows),

@@ -189,10 +189,14 @@ def test_waiting_is_honest_and_offers_a_prompt_then_counts_what_is_ready(browser
     assert page.locator("#prompt-count").inner_text().startswith("32 /")
     page.keyboard.press("Control+Enter")
     page.wait_for_selector("#prompt-dialog", state="hidden")
-    page.wait_for_function("document.querySelector('#waiting-text').textContent.includes('being generated')")
+    written = Item.objects.get(dialogue__author__username="ann")
+    assert written.status == ItemStatus.NEEDS_SAMPLES
+    try:
+        page.wait_for_function("document.querySelector('#waiting-text').textContent.includes('being generated')")
+    finally:
+        shot(page, "waiting-generating-1400")
     assert page.locator("#waiting-idle").is_hidden()
 
-    written = Item.objects.get(dialogue__author__username="ann")
     make_ready_item(priority=-1)  # one more behind it
     services.item_attach_samples(
         item=written,

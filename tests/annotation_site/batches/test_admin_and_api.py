@@ -61,7 +61,8 @@ def test_admins_see_the_batch_list_with_counts_state_progress_and_close_now(clie
 def test_the_batch_page_shows_counts_as_a_table_and_a_download_link_without_save_buttons(client):
     batch = exported_batch()
     html = logged_in(client, "admin").get(reverse("admin:batches_batch_change", args=[batch.id])).content.decode()
-    assert '<table class="batch-counts">' in html and "<th>comparisons, helpfulness</th>" in html
+    assert '<table class="batch-counts">' in html and "<th>guideline: helpfulness</th>" in html
+    assert '{"' not in html.split('<table class="batch-counts">')[1].split("</table>")[0]
     assert reverse("batches:download", args=[batch.id]) in html
     assert 'name="_save"' not in html
 
