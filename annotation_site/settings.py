@@ -126,7 +126,15 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "RLHF loop API",
-    "DESCRIPTION": "Annotation, batches, checkpoints and deployments of the human-feedback loop.",
+    "DESCRIPTION": (
+        "Annotation, batches, checkpoints, deployments and training runs of the human-feedback loop.\n\n"
+        "**Authentication**: `POST /api/auth/token/` with `{\"username\", \"password\"}` returns `{\"token\"}`; send it "
+        "as `Authorization: Token <token>`. The site's pages use their session cookie instead (with the CSRF token). "
+        "Without credentials the API answers 401 with `WWW-Authenticate: Token`; a role that may not do an "
+        "operation gets 403.\n\n"
+        "**Errors** come back as `{\"error\": code, \"message\": \"what was wrong and what to do\"}` (400, 403, 404, "
+        "409); a 400 from input validation adds `fields`."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     # The docs page's assets come from the installed sidecar package, not a CDN: works offline.

@@ -163,6 +163,12 @@ def test_the_schema_and_docs_are_served():
     assert client.get("/api/docs/").status_code == 200
 
 
+def test_the_api_docs_say_what_a_client_needs_and_no_internal_notes():
+    text = client_for(make_annotator()).get("/api/schema/").content.decode()
+    assert "Authorization: Token" in text and "WWW-Authenticate" in text and "/amend/" in text
+    assert "CPU" not in text and "hot path" not in text
+
+
 def submit(client, assignment_id: int, **data):
     return client.post(f"/api/assignments/{assignment_id}/comparison/", {"chosen": "A", "rating": "better", **data}, format="json")
 
