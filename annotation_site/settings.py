@@ -264,6 +264,9 @@ LOCAL_ENGINE_BATCH_SIZE = env_int("LOCAL_ENGINE_BATCH_SIZE", 32, minimum=1)
 # http://127.0.0.1:8100/v1) and the model name it serves (default: the checkpoint's path).
 DEMO_VLLM_URL = env_str("DEMO_VLLM_URL", "")
 DEMO_VLLM_MODEL = env_str("DEMO_VLLM_MODEL", "")
+# A notice shown to every user after they log in (make demo sets it: the demo model is tiny);
+# empty: none.
+DEMO_NOTICE = env_str("DEMO_NOTICE", "")
 
 LOGGING = {
     "version": 1,
