@@ -192,7 +192,7 @@ def test_waiting_is_honest_and_offers_a_prompt_then_counts_what_is_ready(browser
     written = Item.objects.get(dialogue__author__username="ann")
     assert written.status == ItemStatus.NEEDS_SAMPLES
     try:
-        page.wait_for_function("document.querySelector('#waiting-text').textContent.includes('being generated')")
+        page.wait_for_function("document.querySelector('#waiting-text').textContent.includes('having their responses generated')")
     finally:
         shot(page, "waiting-generating-1400")
     assert page.locator("#waiting-idle").is_hidden()
