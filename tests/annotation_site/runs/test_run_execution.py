@@ -111,7 +111,8 @@ def test_a_recipe_that_raises_marks_the_run_failed_with_the_error_and_the_log_ta
     run.refresh_from_db()
     assert run.status == RunStatus.FAILED and run.checkpoint is None and run.finished_at is not None
     assert run.error.startswith("python -m training.sft exited with code 1: ")
-    assert "unloadable-model" in run.error.splitlines()[0]  # the exception the recipe raised
+    raised = run.error.splitlines()[0].removeprefix("python -m training.sft exited with code 1: ")
+    assert raised and raised in artifacts.run_paths(run).log.read_text()  # the exception the recipe raised
     assert "Traceback" in run.error  # and the log's tail below it
     assert not Checkpoint.objects.filter(run=str(run.pk)).exists()
 
