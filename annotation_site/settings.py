@@ -176,9 +176,11 @@ STORAGES = {
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         # DRF's token auth, loading the role and profile in the same query (one round trip, not three).
+        # First, because the first class decides the challenge: a request without credentials gets
+        # 401 with "WWW-Authenticate: Token" (session auth, which has no challenge, would make it 403).
         "annotation_site.accounts.authentication.RoleTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -198,7 +200,15 @@ API_JSON_MAX_DEPTH = env_int("API_JSON_MAX_DEPTH", 32, minimum=2)
 SERVICE_RETRY_AFTER_S = env_int("SERVICE_RETRY_AFTER_S", 5, minimum=1)
 SPECTACULAR_SETTINGS = {
     "TITLE": "RLHF loop API",
-    "DESCRIPTION": "Annotation, batches, checkpoints and deployments of the human-feedback loop.",
+    "DESCRIPTION": (
+        "Annotation, batches, checkpoints, deployments and training runs of the human-feedback loop.\n\n"
+        "**Authentication**: `POST /api/auth/token/` with `{\"username\", \"password\"}` returns `{\"token\"}`; send it "
+        "as `Authorization: Token <token>`. The site's pages use their session cookie instead (with the CSRF token). "
+        "Without credentials the API answers 401 with `WWW-Authenticate: Token`; a role that may not do an "
+        "operation gets 403.\n\n"
+        "**Errors** come back as `{\"error\": code, \"message\": \"what was wrong and what to do\"}` (400, 403, 404, "
+        "409); a 400 from input validation adds `fields`."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     # The schema maps every operation of the site: for signed-in users only (the docs page too, urls.py).
@@ -378,6 +388,9 @@ SERVING_GPU_MEMORY_UTILIZATION = env_float("SERVING_GPU_MEMORY_UTILIZATION", 0.0
 # http://127.0.0.1:8100/v1) and the model name it serves (default: the checkpoint's path).
 DEMO_VLLM_URL = env_str("DEMO_VLLM_URL", "")
 DEMO_VLLM_MODEL = env_str("DEMO_VLLM_MODEL", "")
+# A notice shown to every user after they log in (make demo sets it: the demo model is tiny);
+# empty: none.
+DEMO_NOTICE = env_str("DEMO_NOTICE", "")
 
 LOGGING = {
     "version": 1,

@@ -1,6 +1,9 @@
 from django.contrib import admin
+from django.contrib import admin
 from django.contrib.auth.decorators import login_required
+from django.templatetags.static import static
 from django.urls import include, path, register_converter
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from annotation_site.converters import DatabaseIdConverter
@@ -8,7 +11,14 @@ from annotation_site.converters import DatabaseIdConverter
 # Registered before the apps' URL modules are included: their id routes use `<id:...>`.
 register_converter(DatabaseIdConverter, "id")
 
+# The admin's branding (its header, the browser tab's title and the index page's heading).
+admin.site.site_header = "RLHF loop administration"
+admin.site.site_title = "RLHF loop admin"
+admin.site.index_title = "Guidelines, items, comparisons, users, batches, checkpoints"
+
 urlpatterns = [
+    # Pages link the icon; browsers (and pages that do not, like the API docs) still ask for this one.
+    path("favicon.ico", RedirectView.as_view(url=static("annotation/favicon.svg"), permanent=True)),
     path("admin/", admin.site.urls),
     path("accounts/", include("annotation_site.accounts.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

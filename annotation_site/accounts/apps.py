@@ -14,6 +14,14 @@ def _sync_roles(sender, **kwargs):
     sync_role_groups(Group, Permission)
 
 
+def _demo_notice_on_login(sender, request, user, **kwargs):
+    from django.conf import settings
+    from django.contrib import messages
+
+    if settings.DEMO_NOTICE:
+        messages.info(request, settings.DEMO_NOTICE)
+
+
 class AccountsConfig(AppConfig):
     name = "annotation_site.accounts"
     label = "accounts"
@@ -21,3 +29,6 @@ class AccountsConfig(AppConfig):
     def ready(self):
         # After every migrate (and every flush of a test database), so models added later are granted too.
         post_migrate.connect(_sync_roles, dispatch_uid="accounts-sync-role-groups")
+        from django.contrib.auth.signals import user_logged_in
+
+        user_logged_in.connect(_demo_notice_on_login, dispatch_uid="accounts-demo-notice-on-login")

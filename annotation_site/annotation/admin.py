@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.template.loader import render_to_string
+from django.utils.safestring import mark_safe
 
 from annotation_site.annotation import services
+from annotation_site.annotation.markdown import render_markdown
 from annotation_site.annotation.models import (
     Assignment,
     Comparison,
+    ComparisonAmendment,
     Demonstration,
     Dialogue,
     Guideline,
@@ -94,13 +98,34 @@ class AssignmentAdmin(admin.ModelAdmin):
 
 
 class ReadOnlyAnnotationAdmin(admin.ModelAdmin):
-    """Annotations are evidence for training: shown in full, never edited by hand."""
+    """Annotations are evidence for training: shown in full, never edited by hand.
+
+    Without change permission the admin shows the page read-only, with no Save buttons.
+    """
 
     def get_readonly_fields(self, request, obj=None):
         return [field.name for field in self.model._meta.fields]
 
     def has_add_permission(self, request):
         return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+def _shown_pair(comparison: Comparison) -> list[dict]:
+    """Both responses in the order the annotator saw them, "A" first, with which one was chosen."""
+    item = comparison.item
+    first, second = (item.sample_b, item.sample_a) if comparison.shown_order == "ba" else (item.sample_a, item.sample_b)
+    a_safe, b_safe = comparison.labels_as_shown()
+    return [
+        {
+            "label": label, "sample": sample, "chosen": sample.pk == comparison.chosen_id, "is_safe": safe,
+            # Rendered as the annotator saw it; markdown-it escapes any raw HTML in the response.
+            "html": mark_safe(sample.text_html or render_markdown(sample.text)),
+        }  # fmt: skip
+        for label, sample, safe in (("A", first, a_safe), ("B", second, b_safe))
+    ]
 
 
 @admin.register(Comparison)
@@ -110,6 +135,42 @@ class ComparisonAdmin(ReadOnlyAnnotationAdmin):
     search_fields = ("annotator__username", "source", "item__id")
     date_hierarchy = "created_at"
     list_select_related = ("annotator", "item", "batch")
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["what_was_compared", *super().get_readonly_fields(request, obj)]
+
+    def get_fieldsets(self, request, obj=None):
+        return [
+            (None, {"fields": ["what_was_compared"]}),
+            ("Stored record", {"fields": super().get_readonly_fields(request, obj), "classes": ["collapse"]}),
+        ]
+
+    @admin.display(description="what was compared")
+    def what_was_compared(self, comparison: Comparison):
+        if comparison.item.sample_a_id is None:  # an imported pair queued without samples: nothing was shown
+            return "-"
+        return mark_safe(  # a template: its values are escaped there
+            render_to_string(
+                "admin/annotation/comparison_shown.html",
+                {
+                    "comparison": comparison,
+                    "turns": comparison.item.dialogue.turns,
+                    "responses": _shown_pair(comparison),
+                    "amendments": comparison.amendments.select_related("annotator", "old_chosen", "new_chosen"),
+                },
+            )
+        )
+
+
+@admin.register(ComparisonAmendment)
+class ComparisonAmendmentAdmin(ReadOnlyAnnotationAdmin):
+    """Who changed which comparison when, from what to what (annotators amend their own)."""
+
+    list_display = ("id", "comparison", "annotator", "amended_at", "old_rating", "new_rating", "old_safety_bin", "new_safety_bin")
+    list_filter = ("new_rating",)
+    search_fields = ("annotator__username", "comparison__id")
+    date_hierarchy = "amended_at"
+    list_select_related = ("annotator", "comparison")
 
 
 @admin.register(Demonstration)

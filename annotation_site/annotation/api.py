@@ -11,6 +11,7 @@ from annotation_site.annotation import selectors, services
 from annotation_site.annotation.models import Assignment
 from annotation_site.annotation.serializers import (
     AssignmentOutputSerializer,
+    ComparisonAmendInputSerializer,
     ComparisonInputSerializer,
     ComparisonOutputSerializer,
     ContinueInputSerializer,
@@ -80,8 +81,9 @@ def _answer_with_next(request, claim_next: dict | None, answer: dict) -> dict:
 
 
 class HotPathApi(APIView):
-    """The endpoints every rated item goes through: JSON in and out only, so no browsable-API
-    renderer or form parsers are negotiated on each request (they cost CPU on the hot path)."""
+    # The endpoints every rated item goes through: JSON in and out only, so no browsable-API
+    # renderer or form parsers are negotiated on each request (they cost CPU on the hot path). A
+    # comment, not a docstring: the API docs show docstrings to clients.
 
     permission_classes = [CanAnnotate]
     renderer_classes = [JSONRenderer]
@@ -89,7 +91,11 @@ class HotPathApi(APIView):
 
 
 class NextItemApi(HotPathApi):
-    @extend_schema(request=NextItemInputSerializer, responses=NextItemOutputSerializer, summary="Claim your next item")
+    @extend_schema(
+        request=NextItemInputSerializer, responses=NextItemOutputSerializer, summary="Claim your next item",
+        description="Your live claim if you have one (a reload shows the same item), else the most urgent item "
+        "you never had. `assignment` is null when nothing is ready; `queue` then says what is being generated.",
+    )
     def post(self, request):
         data = _valid(NextItemInputSerializer, request.data)
         return Response(next_item_payload(annotator=request.user, **data))
@@ -104,7 +110,12 @@ class AssignmentDetailApi(APIView):
 
 
 class ComparisonSubmitApi(HotPathApi):
-    @extend_schema(request=ComparisonInputSerializer, responses=ComparisonOutputSerializer, summary="Submit your comparison")
+    @extend_schema(
+        request=ComparisonInputSerializer, responses={201: ComparisonOutputSerializer}, summary="Submit your comparison",
+        description="Sending the same answer again returns the stored comparison (201). A different answer for an "
+        "item you already answered is refused with 409 and the stored answer in `stored`; change it with "
+        "`POST /api/comparisons/{id}/amend/`. Give `next` to get your next item in the same response.",
+    )
     def post(self, request, assignment_id: int):
         data = comparison_input(request.data)
         claim_next = data.pop("next")
@@ -116,7 +127,10 @@ class ComparisonSubmitApi(HotPathApi):
 
 class DemonstrationSubmitApi(HotPathApi):
     @extend_schema(
-        request=DemonstrationInputSerializer, responses=DemonstrationOutputSerializer, summary="Submit your ideal response"
+        request=DemonstrationInputSerializer, responses={201: DemonstrationOutputSerializer},
+        summary="Submit your ideal response",
+        description="The same text again returns the stored response; a different text for an item you already "
+        "answered is refused with 409 and the stored response in `stored`.",
     )
     def post(self, request, assignment_id: int):
         data = _valid(DemonstrationInputSerializer, request.data)
@@ -129,7 +143,10 @@ class DemonstrationSubmitApi(HotPathApi):
 
 
 class SkipApi(HotPathApi):
-    @extend_schema(request=SkipInputSerializer, responses=SkipOutputSerializer, summary="Skip an item, with the reason")
+    @extend_schema(
+        request=SkipInputSerializer, responses=SkipOutputSerializer, summary="Skip an item, with the reason",
+        description="The item goes to someone else and is never given to you again.",
+    )
     def post(self, request, assignment_id: int):
         data = _valid(SkipInputSerializer, request.data)
         skipped = services.assignment_skip(
@@ -181,6 +198,20 @@ class DialogueContinueApi(APIView):
             raise NotFound("No such comparison of yours.")
         item = services.dialogue_continue(comparison=comparison, annotator=request.user, message=data["message"])
         return Response(QueuedItemOutputSerializer(item).data, status=201)
+
+
+class ComparisonAmendApi(APIView):
+    permission_classes = [CanAnnotate]
+
+    @extend_schema(
+        request=ComparisonAmendInputSerializer,
+        responses=ComparisonOutputSerializer,
+        summary="Change your comparison while it is in no closed batch (the change is recorded)",
+    )
+    def post(self, request, comparison_id: int):
+        data = _valid(ComparisonAmendInputSerializer, request.data)
+        comparison = services.comparison_amend(comparison_id=comparison_id, annotator=request.user, **data)
+        return Response(comparison_data(comparison))
 
 
 class QueuePromptsApi(APIView):

@@ -18,5 +18,6 @@ urlpatterns = [
     path("queue/status/", api.QueueStatusApi.as_view(), name="api-queue-status"),
     path("prompts/", api.PromptWriteApi.as_view(), name="api-write-prompt"),
     path("prompts/queue/", api.QueuePromptsApi.as_view(), name="api-queue-prompts"),
+    path("comparisons/<id:comparison_id>/amend/", api.ComparisonAmendApi.as_view(), name="api-amend-comparison"),
     path("comparisons/<id:comparison_id>/continue/", api.DialogueContinueApi.as_view(), name="api-continue-dialogue"),
 ]

@@ -19,6 +19,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from annotation_site.annotation import selectors
+from annotation_site.annotation.markdown import render_markdown
 from annotation_site.annotation.models import (
     Comparison,
     Dialogue,
@@ -244,8 +245,11 @@ def preferences_import(
                     row
                     for p, dialogue_id in zip(chunk, dialogue_ids)
                     for row in (
-                        {"dialogue_id": dialogue_id, "text": p.chosen, "model_name": p.chosen_model or default_model, "sampling_params": p.chosen_sampling},
-                        {"dialogue_id": dialogue_id, "text": p.rejected, "model_name": p.rejected_model or default_model, "sampling_params": p.rejected_sampling},
+                        # Rendered only for pairs queued for annotators (Sample.text_html).
+                        {"dialogue_id": dialogue_id, "text": p.chosen, "text_html": render_markdown(p.chosen) if as_items else "",
+                         "model_name": p.chosen_model or default_model, "sampling_params": p.chosen_sampling},
+                        {"dialogue_id": dialogue_id, "text": p.rejected, "text_html": render_markdown(p.rejected) if as_items else "",
+                         "model_name": p.rejected_model or default_model, "sampling_params": p.rejected_sampling},
                     )
                 ],
             )

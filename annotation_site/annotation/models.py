@@ -10,6 +10,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from annotation_site.annotation.markdown import render_markdown
+
 
 class GuidelineKind(models.TextChoices):
     HELPFULNESS = "helpfulness", "Helpfulness"
@@ -99,6 +101,9 @@ class Sample(models.Model):
 
     dialogue = models.ForeignKey(Dialogue, on_delete=models.CASCADE, related_name="samples")
     text = models.TextField()
+    # `text` rendered from Markdown to safe HTML (annotation.markdown) when the sample is stored, so
+    # showing it costs the claim nothing; empty for imported pairs no annotator will see.
+    text_html = models.TextField(blank=True, default="", editable=False)
     # Name of the model or checkpoint that wrote it ("import:<dataset>" for imported responses).
     model_name = models.CharField(max_length=200)
     checkpoint = models.ForeignKey(
@@ -111,6 +116,13 @@ class Sample(models.Model):
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     latency_ms = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    def save(self, *args, **kwargs):
+        self.text_html = render_markdown(self.text)
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "text" in update_fields:
+            kwargs["update_fields"] = {*update_fields, "text_html"}
+        super().save(*args, **kwargs)
 
     def __str__(self) -> str:
         return f"Sample {self.pk} by {self.model_name}"
@@ -254,6 +266,19 @@ class Comparison(models.Model):
             models.Index(fields=["annotator", "created_at"]),
         ]
 
+    @property
+    def chosen_as_shown(self) -> str:
+        """The chosen response as the annotator saw it: "A" or "B" (reads only the item's sample ids)."""
+        item = self.item
+        shown_a = item.sample_b_id if self.shown_order == "ba" else item.sample_a_id
+        return "A" if self.chosen_id == shown_a else "B"
+
+    def labels_as_shown(self) -> tuple[bool | None, bool | None]:
+        """(Response A is safe, Response B is safe) as labelled; (None, None) on a helpfulness comparison."""
+        if self.chosen_as_shown == "A":
+            return self.chosen_is_safe, self.rejected_is_safe
+        return self.rejected_is_safe, self.chosen_is_safe
+
     def __str__(self) -> str:
         return f"Comparison {self.pk} ({self.guideline_kind}, {self.rating or 'unrated'})"
 
@@ -280,3 +305,31 @@ class Demonstration(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["batch", "source"])]
+
+
+class ComparisonAmendment(models.Model):
+    """One change an annotator made to their own comparison after submitting it: who, when, old and new.
+
+    Written by `services.comparison_amend` in the same transaction as the change; the comparison
+    then holds the new answer and these rows its history, oldest first.
+    """
+
+    comparison = models.ForeignKey(Comparison, on_delete=models.PROTECT, related_name="amendments")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    amended_at = models.DateTimeField()
+    old_chosen = models.ForeignKey(Sample, on_delete=models.PROTECT, related_name="+")
+    old_rating = models.CharField(max_length=24, choices=Rating.choices, blank=True, default="")
+    old_chosen_is_safe = models.BooleanField(null=True, blank=True)
+    old_rejected_is_safe = models.BooleanField(null=True, blank=True)
+    old_safety_bin = models.CharField(max_length=32, choices=SafetyBin.choices, blank=True, default="")
+    new_chosen = models.ForeignKey(Sample, on_delete=models.PROTECT, related_name="+")
+    new_rating = models.CharField(max_length=24, choices=Rating.choices, blank=True, default="")
+    new_chosen_is_safe = models.BooleanField(null=True, blank=True)
+    new_rejected_is_safe = models.BooleanField(null=True, blank=True)
+    new_safety_bin = models.CharField(max_length=32, choices=SafetyBin.choices, blank=True, default="")
+
+    class Meta:
+        ordering = ["comparison", "amended_at", "id"]
+
+    def __str__(self) -> str:
+        return f"Amendment of comparison {self.comparison_id} at {self.amended_at:%Y-%m-%d %H:%M}"

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema_field
+from django.conf import settings
 from rest_framework import serializers
 
+from annotation_site.annotation.markdown import render_markdown
 from annotation_site.annotation.models import GuidelineKind, Rating, TaskKind
 
 
@@ -18,7 +20,8 @@ class TurnSerializer(serializers.Serializer):
 
 class ShownResponseSerializer(serializers.Serializer):
     label = serializers.CharField(help_text='"A" or "B", as shown to the annotator.')
-    text = serializers.CharField()
+    text = serializers.CharField(help_text="The response as the model wrote it.")
+    html = serializers.CharField(help_text="The response's Markdown rendered to HTML, with any raw HTML escaped.")
 
 
 class GuidelineRefSerializer(serializers.Serializer):
@@ -59,7 +62,12 @@ def shown_responses(assignment) -> list[dict]:
     if item.task_kind != TaskKind.COMPARISON:
         return []
     first, second = (item.sample_b, item.sample_a) if assignment.flipped else (item.sample_a, item.sample_b)
-    return [{"label": "A", "text": first.text}, {"label": "B", "text": second.text}]
+    return [_shown("A", first), _shown("B", second)]
+
+
+def _shown(label: str, sample) -> dict:
+    # Samples stored before their HTML was (or imported without it) are rendered here.
+    return {"label": label, "text": sample.text, "html": sample.text_html or render_markdown(sample.text)}
 
 
 def assignment_data(assignment) -> dict:
@@ -80,9 +88,7 @@ def assignment_data(assignment) -> dict:
 
 def chosen_label(comparison) -> str:
     """The chosen response as it was shown: "A" or "B"."""
-    item = comparison.item
-    shown_a = item.sample_b_id if comparison.shown_order == "ba" else item.sample_a_id
-    return "A" if comparison.chosen_id == shown_a else "B"
+    return comparison.chosen_as_shown
 
 
 def comparison_data(comparison) -> dict:
@@ -211,6 +217,13 @@ class ComparisonOutputSerializer(serializers.Serializer):
         return chosen_label(comparison)
 
 
+class ComparisonAmendInputSerializer(serializers.Serializer):
+    chosen = serializers.ChoiceField(choices=["A", "B"], help_text="The better response, as it was shown.")
+    rating = serializers.ChoiceField(choices=Rating.choices)
+    response_a_is_safe = serializers.BooleanField(required=False, allow_null=True, default=None)
+    response_b_is_safe = serializers.BooleanField(required=False, allow_null=True, default=None)
+
+
 class SkipInputSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=500)
     next = claim_next_input()
@@ -249,12 +262,12 @@ class ProgressOutputSerializer(serializers.Serializer):
 
 
 class PromptInputSerializer(serializers.Serializer):
-    text = serializers.CharField(max_length=20_000)
+    text = serializers.CharField(max_length=settings.DIALOGUE_MAX_TURN_CHARS)
     guideline_kind = serializers.ChoiceField(choices=GuidelineKind.choices, default=GuidelineKind.HELPFULNESS)
 
 
 class ContinueInputSerializer(serializers.Serializer):
-    message = serializers.CharField(max_length=20_000, help_text="The next user message.")
+    message = serializers.CharField(max_length=settings.DIALOGUE_MAX_TURN_CHARS, help_text="The next user message.")
 
 
 class QueuedItemOutputSerializer(serializers.Serializer):

@@ -23,6 +23,7 @@ from annotation_site.annotation.models import (
     Assignment,
     AssignmentStatus,
     Comparison,
+    ComparisonAmendment,
     Demonstration,
     Dialogue,
     DialogueSource,
@@ -36,6 +37,7 @@ from annotation_site.annotation.models import (
     TaskKind,
 )
 from annotation_site.annotation.signals import items_need_samples
+from annotation_site.batches import selectors as batch_selectors
 from annotation_site.db_functions import RowReads
 from annotation_site.errors import ApplicationError, Conflict, NotFound
 from annotation_site.text_rules import require_storable
@@ -298,7 +300,7 @@ def _lock_next_claimable_item(*, annotator_id: int, guideline_kinds: list[str], 
         return cursor.fetchone()
 
 
-# PostgreSQL claims in one call of `annotation_claim_next` (migration 0004): the live-claim check,
+# PostgreSQL claims in one call of `annotation_claim_next` (migration 0004, as changed by 0006): the live-claim check,
 # the SKIP LOCKED pick, the slot taken, the assignment inserted and what the annotator is shown read
 # back, in one statement whose plan the server keeps for the session. Each of those was a round trip
 # of its own (plus BEGIN and COMMIT), and planning the statement anew on every claim cost more than
@@ -311,8 +313,8 @@ CLAIM_ROW = RowReads(
     # The item's open_slots is left out (loaded if used): the claim's snapshot predates its own decrement.
     ("i", Item, ("id", "task_kind", "dialogue", "guideline_kind", "sample_a", "sample_b", "status", "overlap", "priority")),
     ("d", Dialogue, ("id", "turns", "guideline_kind")),
-    ("sa", Sample, ("id", "dialogue", "text")),
-    ("sb", Sample, ("id", "dialogue", "text")),
+    ("sa", Sample, ("id", "dialogue", "text", "text_html")),
+    ("sb", Sample, ("id", "dialogue", "text", "text_html")),
     ("g", Guideline, ("id", "kind", "version", "title", "text", "overlap", "is_active", "created_at")),
 )  # fmt: skip
 
@@ -533,10 +535,11 @@ SUBMIT_ROW = RowReads(
 
 def _submit_comparison_in_one_call(*, assignment_id: int, annotator_id: int, chosen: str, rating: str,
                                    active_ms: int | None, now: dt.datetime, on_safety: SafetyOutcome,
-                                   on_helpfulness: SafetyOutcome) -> Comparison:  # fmt: skip
+                                   on_helpfulness: SafetyOutcome) -> tuple[Comparison, bool]:  # fmt: skip
     """`comparison_submit` on PostgreSQL: the lock, the checks on the locked rows, the comparison, the
     assignment and the item written in one call of a function whose plans the server keeps, instead
-    of five round trips each parsed and planned anew (about half the cost of an annotation cycle)."""
+    of five round trips each parsed and planned anew (about half the cost of an annotation cycle).
+    Returns the comparison and whether it was stored earlier (a repeated submit)."""
     params = [
         assignment_id, annotator_id, chosen, rating, active_ms, now, on_safety.chosen_is_safe,
         on_safety.rejected_is_safe, on_safety.safety_bin, on_safety.refusal, on_helpfulness.refusal,
@@ -560,7 +563,42 @@ def _submit_comparison_in_one_call(*, assignment_id: int, annotator_id: int, cho
     loaded = SUBMIT_ROW.instances(row)
     comparison = loaded["c"]
     comparison.item = loaded["i"]
-    return comparison
+    return comparison, outcome == "existing"
+
+
+def _valid_choice(chosen: str, rating: str) -> str:
+    chosen = (chosen or "").upper()
+    if chosen not in ("A", "B"):
+        raise ApplicationError('Choose the better response: "A" or "B".')
+    if rating not in Rating.values:
+        raise ApplicationError(f'Unknown rating "{rating}": use one of {", ".join(Rating.values)}.')
+    return chosen
+
+
+def _answer_as_shown(comparison: Comparison) -> tuple:
+    """(chosen "A"/"B", rating, Response A safe, Response B safe), as the annotator gave it."""
+    return (comparison.chosen_as_shown, comparison.rating, *comparison.labels_as_shown())
+
+
+def _refuse_a_different_answer(existing: Comparison, answer: tuple) -> Comparison:
+    """A repeated submit of the same answer returns the stored comparison; a different one is refused.
+
+    The item was already answered (from a second tab, or a page shown again by the Back button), so
+    the new answer must not look saved: a 409 says what was kept, and the annotator can amend it.
+    Decided here, from the row the submit returned, so the hot path pays no extra query.
+    """
+    stored = _answer_as_shown(existing)
+    if stored == answer:
+        return existing
+    chosen, rating, a_safe, b_safe = stored
+    raise Conflict(
+        f"You already submitted this item: Response {chosen}, {Rating(rating).label.lower()}. That first answer "
+        f"was kept and this one was not saved; to change it, amend comparison {existing.pk}.",
+        extra={"stored": {
+            "comparison": existing.pk, "chosen": chosen, "rating": rating,
+            "response_a_is_safe": a_safe, "response_b_is_safe": b_safe,
+        }},
+    )  # fmt: skip
 
 
 def comparison_submit(
@@ -573,29 +611,30 @@ def comparison_submit(
     response_b_is_safe: bool | None = None,
     active_ms: int | None = None,
 ) -> Comparison:
-    """Store the annotator's preference on their assignment; a second submit returns the first comparison.
+    """Store the annotator's preference on their assignment.
+
+    A repeated submit of the same answer returns the first comparison; a different answer is refused
+    (409, with the stored answer): `comparison_amend` changes a stored answer deliberately.
 
     `chosen` is the response as shown ("A" or "B"); the shown order of the assignment maps it back
     to the item's samples and is stored with the comparison. Safety tasks need a safe/unsafe label
     for each shown response.
     """
-    chosen = (chosen or "").upper()
-    if chosen not in ("A", "B"):
-        raise ApplicationError('Choose the better response: "A" or "B".')
-    if rating not in Rating.values:
-        raise ApplicationError(f'Unknown rating "{rating}": use one of {", ".join(Rating.values)}.')
+    chosen = _valid_choice(chosen, rating)
     _refuse_negative_time(active_ms)
     on_safety, on_helpfulness = _safety_outcomes(chosen, response_a_is_safe, response_b_is_safe)
     now = timezone.now()
+    answer = (chosen, rating, response_a_is_safe, response_b_is_safe)
     if connection.vendor == "postgresql":
-        return _submit_comparison_in_one_call(
+        comparison, existed = _submit_comparison_in_one_call(
             assignment_id=assignment.pk, annotator_id=annotator.pk, chosen=chosen, rating=rating,
             active_ms=active_ms, now=now, on_safety=on_safety, on_helpfulness=on_helpfulness,
         )  # fmt: skip
+        return _refuse_a_different_answer(comparison, answer) if existed else comparison
     with transaction.atomic():
         locked, existing = _lock_for_answer(assignment=assignment, annotator=annotator, task_kind=TaskKind.COMPARISON)
         if existing is not None:
-            return existing
+            return _refuse_a_different_answer(existing, answer)
         item = locked.item
         safety = on_safety if item.guideline_kind == GuidelineKind.SAFETY else on_helpfulness
         if safety.refusal:
@@ -622,8 +661,67 @@ def comparison_submit(
     return comparison
 
 
+def comparison_amend(
+    *,
+    comparison_id: int,
+    annotator,
+    chosen: str,
+    rating: str,
+    response_a_is_safe: bool | None = None,
+    response_b_is_safe: bool | None = None,
+) -> Comparison:
+    """Change the annotator's own comparison while no closed batch holds it; the change is recorded.
+
+    The same rules as a submit apply to the new answer. The comparison's row lock orders the amend
+    against a batch close: the close's UPDATE waits for it (and exports the new answer), or the
+    amend sees the batch and is refused. Giving the stored answer again changes and records nothing.
+    """
+    chosen = _valid_choice(chosen, rating)
+    on_safety, on_helpfulness = _safety_outcomes(chosen, response_a_is_safe, response_b_is_safe)
+    with transaction.atomic():
+        found = Comparison.objects.select_for_update(of=("self",)).select_related("item").filter(
+            pk=comparison_id, annotator=annotator
+        )[:1]
+        if not found:
+            raise NotFound("No such comparison of yours.")
+        comparison = found[0]
+        if not batch_selectors.batch_is_open(batch_id=comparison.batch_id):
+            raise Conflict(
+                f"This comparison is in batch {comparison.batch.week}, which is closed and exported as it is; "
+                "it can no longer be changed."
+            )
+        safety = on_safety if comparison.guideline_kind == GuidelineKind.SAFETY else on_helpfulness
+        if safety.refusal:
+            raise ApplicationError(safety.refusal)
+        if _answer_as_shown(comparison) == (chosen, rating, response_a_is_safe, response_b_is_safe):
+            return comparison
+        item = comparison.item
+        shown_a, shown_b = (item.sample_b_id, item.sample_a_id) if comparison.shown_order == "ba" else (item.sample_a_id, item.sample_b_id)
+        old = {name: getattr(comparison, name) for name in AMENDED_FIELDS}
+        comparison.chosen_id, comparison.rejected_id = (shown_a, shown_b) if chosen == "A" else (shown_b, shown_a)
+        comparison.rating = rating
+        comparison.chosen_is_safe, comparison.rejected_is_safe = safety.chosen_is_safe, safety.rejected_is_safe
+        comparison.safety_bin = safety.safety_bin
+        comparison.save(update_fields=["rejected", *(name.removesuffix("_id") for name in AMENDED_FIELDS)])
+        ComparisonAmendment.objects.create(
+            comparison=comparison,
+            annotator=annotator,
+            amended_at=timezone.now(),
+            **{f"old_{name}": value for name, value in old.items()},
+            **{f"new_{name}": getattr(comparison, name) for name in AMENDED_FIELDS},
+        )
+    return comparison
+
+
+# What an amendment changes and records (old and new), by attribute name.
+AMENDED_FIELDS = ("chosen_id", "rating", "chosen_is_safe", "rejected_is_safe", "safety_bin")
+
+
 def demonstration_submit(*, assignment: Assignment, annotator, text: str, active_ms: int | None = None) -> Demonstration:
-    """Store the annotator's ideal response to a demonstration item; a second submit returns the first."""
+    """Store the annotator's ideal response to a demonstration item.
+
+    A repeated submit of the same text returns the first; a different text is refused (409, with the
+    stored response)."""
     text = (text or "").strip()
     if not text:
         raise ApplicationError("Write the ideal response before submitting.")
@@ -635,6 +733,11 @@ def demonstration_submit(*, assignment: Assignment, annotator, text: str, active
     now = timezone.now()
     with transaction.atomic():
         locked, existing = _lock_for_answer(assignment=assignment, annotator=annotator, task_kind=TaskKind.DEMONSTRATION)
+        if existing is not None and existing.text != text:
+            raise Conflict(
+                "You already submitted a response to this item; that first response was kept and this one was not saved.",
+                extra={"stored": {"demonstration": existing.pk, "text": existing.text}},
+            )
         if existing is not None:
             return existing
         item = locked.item

@@ -5,11 +5,12 @@ from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
+from django.views.decorators.cache import never_cache
 
 from annotation_site.accounts.models import Role
 from annotation_site.accounts.permissions import ANNOTATING_ROLES, role_required
 from annotation_site.accounts.services import user_role
-from annotation_site.annotation import selectors
+from annotation_site.annotation import selectors, services
 from annotation_site.annotation.api import next_item_payload
 from annotation_site.annotation.models import GuidelineKind, Rating
 
@@ -29,6 +30,7 @@ def home(request):
     return redirect("admin:index")
 
 
+@never_cache  # Cache-Control: no-store: Back or a second tab never shows an answered item as open
 @role_required(*ANNOTATING_ROLES)
 def annotate(request):
     kinds = selectors.annotator_guideline_kinds(annotator=request.user)
@@ -43,5 +45,6 @@ def annotate(request):
             "ratings": Rating.choices,
             "guideline_kinds": [(k, label) for k, label in GuidelineKind.choices if k in kinds],
             "poll_ms": settings.ANNOTATE_POLL_MS,
+            "prompt_max_chars": settings.DIALOGUE_MAX_TURN_CHARS,
         },
     )

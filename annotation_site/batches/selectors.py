@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db.models import Q, QuerySet
@@ -24,12 +25,45 @@ def batch_get(key: str | int) -> Batch:
     return batch
 
 
+def batch_is_open(*, batch_id: int | None) -> bool:
+    """Whether rows of this batch (None: not yet in one) may still change.
+
+    A batch exists only once its week is closed, and closed batches are immutable: only a row no
+    batch has taken yet, which the next close will take, is open. Other apps ask here (amending a
+    comparison does) rather than reading `batch_id` themselves.
+    """
+    return batch_id is None
+
+
 def unbatched_counts() -> dict:
     """Platform comparisons and demonstrations waiting for the next batch."""
     return {
         "comparisons": Comparison.objects.filter(batch__isnull=True, source="annotation").count(),
         "demonstrations": Demonstration.objects.filter(batch__isnull=True, source="annotation").count(),
     }
+
+
+@dataclass(frozen=True)
+class ClosePlan:
+    """What closing means now: the current week, whether it was closed early, and where (and when)
+    the comparisons waiting now will be exported."""
+
+    current_week: str
+    closed_early: Batch | None  # the current week's batch, when an admin already closed it
+    waiting_for_week: str  # the batch the waiting comparisons will go into
+    waiting_closes_at: dt.datetime  # when the weekly schedule closes and exports that batch
+
+
+def close_plan(*, now: dt.datetime) -> ClosePlan:
+    """Where waiting comparisons go: this week's batch at its end, or, once this week was closed
+    early, next week's batch at the end of next week (the weekly close of a week already closed
+    takes nothing)."""
+    from annotation_site.batches.services import week_bounds, week_of  # the week arithmetic lives there
+
+    current = week_of(now)
+    early = Batch.objects.filter(week=current).first()
+    waiting_for = week_of(now + dt.timedelta(days=7)) if early else current
+    return ClosePlan(current, early, waiting_for, week_bounds(waiting_for)[1])
 
 
 def batches_needing_export(*, now: dt.datetime) -> QuerySet[Batch]:

@@ -232,6 +232,68 @@ def _is_batch_source(source) -> bool:
     return folder.is_dir() and folder.is_relative_to(Path(settings.EXPORT_ROOT).resolve())
 
 
+# The form field that fixes a missing path of each config key, when the form did not set it by an
+# override: the model comes from "Start from checkpoint", the data from the batches.
+_PATH_FIELDS = {
+    "model": "base_checkpoint",
+    "helpfulness_reward_model": "helpfulness_reward_model",
+    "safety_reward_model": "safety_reward_model",
+    "data": "batches",
+}
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def check_paths_exist(config, *, overrides: list[str]) -> None:
+    """The model (a checkpoint folder or a hub id), the reward models and every data path must exist
+    where the run will read them: the worker runs the recipe in BASE_DIR, so relative paths are
+    resolved there. The error goes on the form field that fixes it (the overrides when an override
+    set the key). A config that loads can still name a folder no one created; without this check
+    the run would fail seconds after the launch, with a traceback in its log."""
+    overridden = {line.partition("=")[0].strip() for line in overrides}
+
+    def refuse(key: str, message: str):
+        raise ConfigInvalid(f"{key}: {message}", field="overrides" if key in overridden else _PATH_FIELDS[key])
+
+    base = Path(settings.BASE_DIR)
+    for key in ("model", "helpfulness_reward_model", "safety_reward_model"):
+        value = getattr(config, key, None)
+        if value is None:
+            continue
+        where = (base / Path(value).expanduser()).resolve()
+        if where.is_dir() and (where / "config.json").is_file():
+            continue
+        if where.exists():
+            refuse(key, f"{where} is not a checkpoint folder (it has no config.json).")
+        if key == "model" and _HUB_ID.match(value) and _hub_model_exists(value):
+            continue
+        refuse(
+            key,
+            f'"{value}" does not exist where the run reads it ({where})'
+            + (" and is not a model on the Hugging Face hub" if _HUB_ID.match(value) else "")
+            + ": choose a registered checkpoint, or set it to a checkpoint folder"
+            + (" or a hub id." if key == "model" else "."),
+        )
+    from training.data import parse_sources
+
+    for source in parse_sources(config.data):
+        where = (base / Path(source.path).expanduser()).resolve()
+        if not where.exists():
+            refuse("data", f'"{source.path}" does not exist where the run reads it ({where}): choose exported batches, or fix the path.')
+
+
+def _hub_model_exists(repo_id: str) -> bool:
+    """In the local Hugging Face cache, or found on the hub (a machine without network: False)."""
+    import huggingface_hub
+
+    if isinstance(huggingface_hub.try_to_load_from_cache(repo_id, "config.json"), str):
+        return True
+    try:
+        huggingface_hub.model_info(repo_id, timeout=10)
+    except Exception:  # not found, no network, or the hub is down: the run could not read it either
+        return False
+    return True
+
+
 def config_yaml(config) -> str:
     """The resolved config as the YAML file the recipe is started with (as `save_config` writes it)."""
     from training.config import dump_config

@@ -28,6 +28,7 @@ class RunProgressSerializer(serializers.Serializer):
 
     id = serializers.IntegerField()
     status = serializers.CharField()
+    status_label = serializers.CharField(source="get_status_display", help_text='As the pages write it, e.g. "Running".')
     progress = serializers.FloatField()
     step = serializers.IntegerField()
     total_steps = serializers.IntegerField(allow_null=True)

@@ -49,6 +49,7 @@ from annotation_site.runs.configs import (
     CHECKPOINT_KIND,
     USES_REWARD_MODELS,
     ConfigInvalid,
+    check_paths_exist,
     config_yaml,
     resolve_config,
     stored_run_problems,
@@ -105,6 +106,7 @@ def run_launch(
         recipe=recipe, config_name=config_name, overrides=overrides,
         platform_values={**platform_values, "out": str(runs_root / "new" / "checkpoint")},
     )
+    check_paths_exist(config, overrides=overrides)
     with transaction.atomic():
         run = TrainingRun.objects.create(
             name=name, recipe=recipe, config_name=config_name, overrides=overrides, config_text="",

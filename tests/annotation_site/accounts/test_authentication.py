@@ -64,5 +64,5 @@ def test_the_role_it_loads_gates_the_api():
     assert client.post("/api/annotate/next/", {}, format="json").status_code == 403
     client.credentials(HTTP_AUTHORIZATION="Token not-a-token")
     refused = client.post("/api/annotate/next/", {}, format="json")
-    # 403 rather than 401: session authentication comes first and sends no WWW-Authenticate challenge.
-    assert refused.status_code == 403 and "Invalid token" in refused.json()["message"]
+    assert refused.status_code == 401 and "Invalid token" in refused.json()["message"]
+    assert refused["WWW-Authenticate"] == "Token"

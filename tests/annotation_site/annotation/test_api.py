@@ -55,7 +55,7 @@ def test_submit_skip_and_progress_round_trip():
     )
     assert response.status_code == 201, response.content
     assert response.json()["chosen"] == "B" and response.json()["rating"] == "better"
-    repeat = client.post(f"/api/assignments/{first['id']}/comparison/", {"chosen": "A", "rating": "better"}, format="json")
+    repeat = client.post(f"/api/assignments/{first['id']}/comparison/", {"chosen": "B", "rating": "better"}, format="json")
     assert repeat.status_code == 201 and repeat.json()["id"] == response.json()["id"] and repeat.json()["chosen"] == "B"
     second = claim(client)["assignment"]
     assert client.post(f"/api/assignments/{second['id']}/skip/", {}, format="json").status_code == 400
@@ -64,6 +64,29 @@ def test_submit_skip_and_progress_round_trip():
     progress = client.get("/api/me/progress/").json()
     assert (progress["done"], progress["quota"], progress["fraction"]) == (1, 10, 0.1)
     assert Comparison.objects.count() == 1
+
+
+def test_a_different_repeat_submit_is_a_409_with_the_stored_answer_and_amending_changes_it():
+    make_ready_item()
+    make_ready_item()
+    annotator = make_annotator()
+    client = client_for(annotator)
+    first = claim(client)["assignment"]
+    stored = submit(client, first["id"], chosen="B", rating="better").json()
+    repeat = submit(client, first["id"], chosen="A", rating="better", next={})
+    assert repeat.status_code == 409, repeat.content
+    body = repeat.json()
+    assert body["error"] == "conflict" and "first answer was kept" in body["message"]
+    assert body["stored"] == {
+        "comparison": stored["id"], "chosen": "B", "rating": "better", "response_a_is_safe": None, "response_b_is_safe": None
+    }
+    assert Assignment.objects.filter(annotator=annotator, status="claimed").count() == 0  # a refused submit claims nothing
+    amended = client.post(f"/api/comparisons/{stored['id']}/amend/", {"chosen": "A", "rating": "better"}, format="json")
+    assert amended.status_code == 200, amended.content
+    assert amended.json()["chosen"] == "A" and Comparison.objects.get().amendments.count() == 1
+    someone_else = client_for(make_annotator("other"))
+    refused = someone_else.post(f"/api/comparisons/{stored['id']}/amend/", {"chosen": "B", "rating": "better"}, format="json")
+    assert refused.status_code == 404
 
 
 def test_the_safety_refusal_comes_back_as_a_400_with_the_reason():
@@ -152,6 +175,12 @@ def test_anonymous_visitors_get_neither_the_schema_nor_the_docs():
     assert schema.status_code in (401, 403) and b"/api/annotate/next/" not in schema.content
     docs = client.get("/api/docs/")
     assert docs.status_code == 302 and docs["Location"].startswith("/accounts/login/?next=/api/docs/")
+
+
+def test_the_api_docs_say_what_a_client_needs_and_no_internal_notes():
+    text = client_for(make_annotator()).get("/api/schema/").content.decode()
+    assert "Authorization: Token" in text and "WWW-Authenticate" in text and "/amend/" in text
+    assert "CPU" not in text and "hot path" not in text
 
 
 def submit(client, assignment_id: int, **data):

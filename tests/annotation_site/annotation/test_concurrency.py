@@ -46,8 +46,8 @@ def test_many_annotators_claiming_and_submitting_at_once_fill_every_slot_exactly
                 returned.append(-1)
                 continue
             first = services.comparison_submit(assignment=assignment, annotator=annotator, chosen="A", rating="better")
-            again = services.comparison_submit(assignment=assignment, annotator=annotator, chosen="B", rating="slightly_better")
-            assert first.pk == again.pk
+            again = services.comparison_submit(assignment=assignment, annotator=annotator, chosen="A", rating="better")
+            assert first.pk == again.pk  # a repeated submit (a different answer would be a Conflict)
             returned.append(first.pk)
         return returned
 

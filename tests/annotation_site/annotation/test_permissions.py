@@ -55,8 +55,9 @@ def test_an_annotator_can_read_their_own_assignment(others_assignment):
         ("get", "/api/assignments/1/"),
     ],
 )
-def test_anonymous_api_calls_are_refused(method, path):
-    assert getattr(APIClient(), method)(path).status_code in (401, 403)
+def test_anonymous_api_calls_are_refused_with_a_token_challenge(method, path):
+    refused = getattr(APIClient(), method)(path)
+    assert refused.status_code == 401 and refused["WWW-Authenticate"] == "Token"
 
 
 @pytest.mark.parametrize("path", ["/", "/annotate/"])

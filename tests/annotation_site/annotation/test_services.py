@@ -109,13 +109,113 @@ def test_a_choice_other_than_a_or_b_is_refused():
         _submit(assignment, annotator, chosen="C")
 
 
-def test_submitting_twice_stores_one_comparison():
+def test_submitting_the_same_answer_twice_stores_one_comparison():
     make_ready_item()
     annotator = make_annotator()
     assignment = services.assignment_claim_next(annotator=annotator)
     first = _submit(assignment, annotator)
-    second = _submit(assignment, annotator, chosen="B", rating="better")
+    second = _submit(assignment, annotator)
     assert first.pk == second.pk and Comparison.objects.count() == 1
+
+
+@pytest.mark.parametrize("guideline_kind", ["helpfulness", "safety"])
+def test_a_repeated_submit_with_a_different_answer_is_refused_with_the_stored_answer(guideline_kind):
+    make_ready_item(guideline_kind=guideline_kind)
+    annotator = make_annotator()
+    assignment = services.assignment_claim_next(annotator=annotator)
+    labels = {"response_a_is_safe": True, "response_b_is_safe": False} if guideline_kind == "safety" else {}
+    first = _submit(assignment, annotator, chosen="A", rating="better", **labels)
+    with pytest.raises(Conflict, match="first answer was kept") as refused:
+        _submit(assignment, annotator, chosen="A", rating="slightly_better", **labels)
+    assert refused.value.extra["stored"] == {
+        "comparison": first.pk, "chosen": "A", "rating": "better",
+        "response_a_is_safe": labels.get("response_a_is_safe"), "response_b_is_safe": labels.get("response_b_is_safe"),
+    }  # fmt: skip
+    first.refresh_from_db()
+    assert (first.rating, first.chosen_id, Comparison.objects.count()) == ("better", _shown(assignment, "A").pk, 1)
+
+
+def test_changed_safety_labels_alone_are_a_different_answer():
+    make_ready_item(guideline_kind="safety")
+    annotator = make_annotator()
+    assignment = services.assignment_claim_next(annotator=annotator)
+    _submit(assignment, annotator, chosen="A", response_a_is_safe=True, response_b_is_safe=True)
+    with pytest.raises(Conflict):
+        _submit(assignment, annotator, chosen="A", response_a_is_safe=True, response_b_is_safe=False)
+
+
+def test_an_annotator_amends_their_comparison_and_the_change_is_recorded():
+    make_ready_item(guideline_kind="safety")
+    annotator = make_annotator()
+    assignment = services.assignment_claim_next(annotator=annotator)
+    comparison = _submit(assignment, annotator, chosen="A", rating="better", response_a_is_safe=True, response_b_is_safe=True)
+    amended = services.comparison_amend(
+        comparison_id=comparison.pk, annotator=annotator, chosen="B", rating="slightly_better",
+        response_a_is_safe=False, response_b_is_safe=True,
+    )  # fmt: skip
+    stored = Comparison.objects.get(pk=comparison.pk)
+    assert (stored.chosen_id, stored.rejected_id) == (_shown(assignment, "B").pk, _shown(assignment, "A").pk)
+    assert (stored.rating, stored.chosen_is_safe, stored.rejected_is_safe) == ("slightly_better", True, False)
+    assert stored.safety_bin == SafetyBin.CHOSEN_SAFE_OTHER_UNSAFE and amended.chosen_as_shown == "B"
+    (change,) = stored.amendments.all()
+    assert change.annotator == annotator and change.amended_at >= stored.created_at
+    assert (change.old_chosen_id, change.old_rating, change.old_safety_bin) == (_shown(assignment, "A").pk, "better", "both_safe")
+    assert (change.new_chosen_id, change.new_rating, change.new_safety_bin) == (
+        _shown(assignment, "B").pk, "slightly_better", "chosen_safe_other_unsafe"
+    )
+    # The same answer again changes and records nothing.
+    services.comparison_amend(
+        comparison_id=comparison.pk, annotator=annotator, chosen="B", rating="slightly_better",
+        response_a_is_safe=False, response_b_is_safe=True,
+    )  # fmt: skip
+    assert stored.amendments.count() == 1
+
+
+def test_an_amendment_follows_the_submit_rules():
+    make_ready_item(guideline_kind="safety")
+    annotator = make_annotator()
+    assignment = services.assignment_claim_next(annotator=annotator)
+    comparison = _submit(assignment, annotator, chosen="A", response_a_is_safe=True, response_b_is_safe=True)
+    with pytest.raises(ApplicationError, match="never used"):
+        services.comparison_amend(
+            comparison_id=comparison.pk, annotator=annotator, chosen="A", rating="better",
+            response_a_is_safe=False, response_b_is_safe=True,
+        )  # fmt: skip
+    assert not comparison.amendments.exists()
+
+
+def test_nobody_amends_someone_elses_comparison():
+    make_ready_item()
+    owner, intruder = make_annotator("owner"), make_annotator("intruder")
+    assignment = services.assignment_claim_next(annotator=owner)
+    comparison = _submit(assignment, owner)
+    with pytest.raises(NotFound):
+        services.comparison_amend(comparison_id=comparison.pk, annotator=intruder, chosen="B", rating="better")
+
+
+def test_a_comparison_in_a_closed_batch_can_no_longer_be_amended():
+    from annotation_site.batches.services import batch_close
+
+    make_ready_item()
+    annotator = make_annotator()
+    assignment = services.assignment_claim_next(annotator=annotator)
+    comparison = _submit(assignment, annotator, chosen="A")
+    batch, _ = batch_close(enqueue_export=False, now=timezone.now() + dt.timedelta(seconds=1))
+    with pytest.raises(Conflict, match=f"batch {batch.week}, which is closed"):
+        services.comparison_amend(comparison_id=comparison.pk, annotator=annotator, chosen="B", rating="better")
+    comparison.refresh_from_db()
+    assert comparison.chosen_id == _shown(assignment, "A").pk and not comparison.amendments.exists()
+
+
+def test_a_repeated_demonstration_with_a_different_text_is_refused_with_the_stored_text():
+    make_demonstration_item()
+    annotator = make_annotator()
+    assignment = services.assignment_claim_next(annotator=annotator)
+    first = services.demonstration_submit(assignment=assignment, annotator=annotator, text="Sunlight bends.")
+    assert services.demonstration_submit(assignment=assignment, annotator=annotator, text="Sunlight bends.").pk == first.pk
+    with pytest.raises(Conflict, match="first response was kept") as refused:
+        services.demonstration_submit(assignment=assignment, annotator=annotator, text="Something else.")
+    assert refused.value.extra["stored"] == {"demonstration": first.pk, "text": "Sunlight bends."}
 
 
 def test_an_annotator_cannot_submit_for_another():
@@ -263,7 +363,7 @@ def test_a_demonstration_item_is_answered_with_text_once():
     with pytest.raises(ApplicationError, match="Write the ideal response"):
         services.demonstration_submit(assignment=assignment, annotator=annotator, text=" ")
     first = services.demonstration_submit(assignment=assignment, annotator=annotator, text="Boil it for 8 minutes.")
-    again = services.demonstration_submit(assignment=assignment, annotator=annotator, text="other")
+    again = services.demonstration_submit(assignment=assignment, annotator=annotator, text="Boil it for 8 minutes.")
     assert first.pk == again.pk and first.text == "Boil it for 8 minutes."
     assert selectors.annotator_progress(annotator=annotator).demonstrations == 1
 

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 from django.core.management import CommandError, call_command
 
@@ -7,8 +9,9 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def cache(tmp_path, monkeypatch):
+def cache(tmp_path, monkeypatch, settings):
     monkeypatch.setenv("RLHF_LOOP_CACHE", str(tmp_path))
+    settings.BASE_DIR = tmp_path / "project"  # where the command links the model for the shipped configs
     return tmp_path
 
 
@@ -20,6 +23,18 @@ def test_the_base_model_is_registered_and_deployed_on_the_local_engine_once(cach
     assert checkpoint.path.startswith(str(cache))
     deployment = Deployment.objects.get()
     assert (deployment.engine, deployment.endpoint_url, deployment.enabled) == ("local", "", True)
+
+
+def test_the_model_is_linked_where_the_shipped_cpu_configs_look(cache, tiny_model_dir, settings, tmp_path):
+    import yaml
+
+    call_command("setup_demo_serving", source=str(tiny_model_dir), vllm_url="")
+    config = yaml.safe_load((Path(__file__).parents[3] / "training/configs/sft_smollm2_cpu.yaml").read_text())
+    looked_at = settings.BASE_DIR / config["model"]
+    assert looked_at.resolve() == Path(Checkpoint.objects.get().path).resolve()
+    assert (looked_at / "config.json").is_file()
+    call_command("setup_demo_serving", source=str(tiny_model_dir), vllm_url="")  # again: the same link
+    assert looked_at.is_symlink()
 
 
 def test_with_a_vllm_url_the_vllm_deployment_replaces_the_local_one(cache, tiny_model_dir):

@@ -118,12 +118,11 @@ def test_a_broker_outage_at_launch_leaves_the_run_queued_for_the_watchdog(
 
 
 def test_a_ppo_launch_takes_its_reward_models_from_the_registry_and_the_recipes_own_checks(
-    researcher, base_checkpoint, exported_batch, enqueued, tmp_path
+    researcher, base_checkpoint, exported_batch, enqueued, tiny_model_dir
 ):
-    (tmp_path / "rm-helpful").mkdir()
-    (tmp_path / "rm-safe").mkdir()
-    helpful = Checkpoint.objects.create(name="rm-helpful", path=str(tmp_path / "rm-helpful"), kind="reward_model")
-    safe = Checkpoint.objects.create(name="rm-safe", path=str(tmp_path / "rm-safe"), kind="reward_model")
+    # Both reward models are registered at a real checkpoint folder (the launch checks it exists).
+    helpful = Checkpoint.objects.create(name="rm-helpful", path=str(tiny_model_dir), kind="reward_model")
+    safe = Checkpoint.objects.create(name="rm-safe", path=str(tiny_model_dir), kind="reward_model")
     api = APIClient()
     api.force_authenticate(researcher)
     launch = {
@@ -136,8 +135,57 @@ def test_a_ppo_launch_takes_its_reward_models_from_the_registry_and_the_recipes_
     created = api.post("/api/runs/", launch, format="json")
     assert created.status_code == 201, created.json()
     config = yaml.safe_load(created.json()["config_text"])
-    assert (config["helpfulness_reward_model"], config["safety_reward_model"]) == (
-        str((tmp_path / "rm-helpful").resolve()), str((tmp_path / "rm-safe").resolve())
-    )
+    assert (config["helpfulness_reward_model"], config["safety_reward_model"]) == (str(tiny_model_dir.resolve()), str(tiny_model_dir.resolve()))
     assert config["iterations"] == 20 and config["kl_beta"] == 0.01  # the shipped file, then the paper's default
     assert created.json()["batches"] == ["2026-W48"] and created.json()["status"] == "queued"
+
+
+def test_a_missing_model_is_an_error_on_the_checkpoint_field_before_anything_is_stored(
+    client, researcher, exported_batch, settings, tmp_path
+):
+    # The shipped CPU config reads var/models/smollm2-135m-instruct, relative to where the worker
+    # runs recipes; here nothing was prepared there.
+    settings.BASE_DIR = tmp_path / "site"
+    from_config = post_launch(client, researcher, config_name="sft_smollm2_cpu.yaml", batches=[exported_batch.pk])
+    errors = from_config.context["form"].errors
+    assert "does not exist where the run reads it" in " ".join(errors["base_checkpoint"]) and "overrides" not in errors
+    assert not TrainingRun.objects.exists()
+
+
+def config_with(**values):
+    from training import sft
+
+    return sft.Config(**{"model": "m", "data": [], **values})
+
+
+def test_a_hub_id_that_is_neither_cached_nor_on_the_hub_is_refused_on_the_checkpoint_field():
+    # A shipped config may name a hub id; no such model exists in the local cache, and the hub (when
+    # this machine reaches it) says 404.
+    from annotation_site.runs.configs import ConfigInvalid, check_paths_exist
+
+    with pytest.raises(ConfigInvalid, match="is not a model on the Hugging Face hub") as refused:
+        check_paths_exist(config_with(model="some-org/no-such-model"), overrides=[])
+    assert refused.value.field == "base_checkpoint"
+
+
+def test_every_data_path_must_exist(tiny_model_dir, exported_batch):
+    from annotation_site.runs.configs import ConfigInvalid, check_paths_exist
+
+    config = config_with(model=str(tiny_model_dir), data=[exported_batch.export_path, "exports/missing"])
+    with pytest.raises(ConfigInvalid, match='data: "exports/missing" does not exist where the run reads it') as refused:
+        check_paths_exist(config, overrides=[])
+    assert refused.value.field == "batches"
+
+
+def test_a_reward_model_folder_that_is_gone_is_an_error_on_its_field(researcher, base_checkpoint, exported_batch, tiny_model_dir):
+    from annotation_site.runs import services
+    from annotation_site.runs.configs import ConfigInvalid
+
+    gone = Checkpoint.objects.create(name="rm-gone", path="/ckpt/rm-gone", kind="reward_model")
+    safe = Checkpoint.objects.create(name="rm-safe", path=str(tiny_model_dir), kind="reward_model")
+    with pytest.raises(ConfigInvalid, match="helpfulness_reward_model: \"/ckpt/rm-gone\" does not exist") as refused:
+        services.run_launch(
+            recipe="ppo", config_name="ppo_smollm2.yaml", launched_by=researcher, base_checkpoint=base_checkpoint,
+            helpfulness_reward_model=gone, safety_reward_model=safe, batches=[exported_batch],
+        )
+    assert refused.value.field == "helpfulness_reward_model"

@@ -29,6 +29,8 @@ def test_the_run_page_follows_a_running_run_live_and_reloads_when_it_ends(page, 
     page.wait_for_url(f"{live_server.url}/runs/{run.pk}/")
     assert page.locator("#run-progress").evaluate("bar => bar.value") == 0
     assert page.locator("button", has_text="Cancel run").is_visible()
+    assert page.locator("h2", has_text="Curves").is_hidden()  # nothing plotted yet: no empty heading
+    assert page.locator("[data-run-status]").inner_text() == "Running"
 
     # What the worker records while the recipe trains: progress in the row, metrics and log on disk.
     (paths.tmp / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "loss": 3.0 / s, "learning_rate": 2e-5}) + "\n" for s in range(1, 7)))
@@ -40,9 +42,13 @@ def test_the_run_page_follows_a_running_run_live_and_reloads_when_it_ends(page, 
     page.wait_for_function("document.querySelector('#run-log').textContent.includes(\"'step': 6\")")
     page.wait_for_function("(img => !img.hidden && img.complete && img.naturalWidth > 300)(document.querySelector('#run-curves'))")
     assert page.locator(".run-progress-label").inner_text() == "6/10 steps"
+    assert page.locator("h2", has_text="Curves").is_visible()
+    # The live poll writes the status as the page does ("Running", not "running").
+    assert page.locator("[data-run-status]").inner_text() == "Running"
 
     TrainingRun.objects.filter(pk=run.pk).update(status=RunStatus.FAILED, error="python -m training.sft exited with code 1: boom")
     page.wait_for_selector(".status-failed")  # reloaded: the finished page shows the error, no cancel
     assert "exited with code 1: boom" in page.locator(".run-error").inner_text()
     assert page.locator("button", has_text="Cancel run").count() == 0
+    assert page.locator("[data-run-status]").inner_text() == "Failed"
     page.goto("about:blank")  # no poll may reach the server after the test

@@ -11,8 +11,19 @@
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
   const $ = (id) => document.getElementById(id);
 
+  const UNDO_MS = 8000; // how long "Undo" is offered after a submit
+  const NOTICE_MS = 4000; // a notice fades after this long
+  const RATING_LABELS = {
+    significantly_better: "significantly better", better: "better", slightly_better: "slightly better",
+    negligibly_better: "negligibly better / unsure",
+  };
+
   const state = {
     assignment: null,
+    amending: null, // {comparison: id} while the annotator changes an answer already saved
+    lastSaved: null, // {assignment, answer, comparison} of the last submit, while "Undo" is offered
+    raw: false,
+    conflict: null, // the stored answer a refused repeat submit came back with
     chosen: null,
     rating: null,
     safe: { A: null, B: null },
@@ -30,19 +41,25 @@
       headers: { "Content-Type": "application/json", "X-CSRFToken": csrf, Accept: "application/json" },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
+    const data = await response.json().catch(() => ({}));
     if (response.status === 401 || response.status === 403) {
-      const data = await response.json().catch(() => ({}));
       if (response.status === 401 || /credentials/i.test(data.message || "")) {
         window.location.href = "/accounts/login/?next=/annotate/";
       }
-      throw new Error(data.message || "You may not do this.");
+      throw refused(data.message || "You may not do this.", response.status, data);
     }
-    const data = await response.json().catch(() => ({}));
     if (!response.ok) {
       const fields = data.fields ? " " + Object.entries(data.fields).map(([k, v]) => k + ": " + v).join("; ") : "";
-      throw new Error((data.message || "The server refused the request (" + response.status + ").") + fields);
+      throw refused((data.message || "The server refused the request (" + response.status + ").") + fields, response.status, data);
     }
     return data;
+  }
+
+  function refused(message, status, data) {
+    const error = new Error(message);
+    error.status = status;
+    error.data = data;
+    return error;
   }
 
   // --- time on item: counted only while the page is visible and the annotator is active --------
@@ -66,11 +83,23 @@
     element.hidden = !text;
   }
 
-  function notice(text) {
+  // A floating notice: it covers nothing the annotator aims at and moves nothing (the task stays
+  // where it was), and fades out by itself; with `undo` it offers "Undo" until it fades.
+  let noticeTimer = null;
+  function notice(text, options) {
     const element = $("notice");
-    element.textContent = text;
+    const undo = Boolean(options && options.undo);
+    clearTimeout(noticeTimer);
+    $("notice-text").textContent = text || "";
+    $("undo").hidden = !undo;
     element.hidden = !text;
-    if (text) setTimeout(() => { if (element.textContent === text) element.hidden = true; }, 6000);
+    element.classList.remove("fading");
+    if (!text) return;
+    const shownFor = undo ? UNDO_MS : NOTICE_MS;
+    noticeTimer = setTimeout(() => {
+      element.classList.add("fading");
+      noticeTimer = setTimeout(() => { element.hidden = true; element.classList.remove("fading"); if (undo) state.lastSaved = null; }, 600);
+    }, shownFor);
   }
 
   function pressed(selector, predicate) {
@@ -84,6 +113,16 @@
     ["A", "B"].forEach((label) => $("response-" + label).classList.toggle("chosen", state.chosen === label));
     const refusal = safetyRefusal();
     showMessage(refusal);
+  }
+
+  function showRaw(raw) {
+    state.raw = raw;
+    $("raw-toggle").setAttribute("aria-pressed", String(raw));
+    $("raw-toggle").firstChild.textContent = raw ? "Show formatted " : "Show raw text ";
+    ["A", "B"].forEach((label) => {
+      $("response-" + label + "-html").hidden = raw;
+      $("response-" + label + "-text").hidden = !raw;
+    });
   }
 
   function safetyRefusal() {
@@ -126,6 +165,10 @@
     state.safe = { A: null, B: null };
     state.activeMs = 0;
     state.lastTick = performance.now();
+    state.amending = null;
+    $("amend-banner").hidden = true;
+    $("conflict").hidden = true;
+    $("submit").firstChild.textContent = "Submit ";
     showMessage("");
     $("continue-box").hidden = true;
     $("continue-text").value = "";
@@ -133,10 +176,7 @@
     if (!assignment) {
       $("task").hidden = true;
       $("waiting").hidden = false;
-      const q = payload.queue || {};
-      $("waiting-text").textContent = q.needs_samples
-        ? q.needs_samples + " prompt(s) are having their responses generated; they will appear here when ready."
-        : "New items are being prepared.";
+      showWaiting(payload.queue || {});
       startPolling();
       return;
     }
@@ -154,12 +194,29 @@
     $("demonstration-task").hidden = comparison;
     $("continue-open").hidden = !comparison;
     if (comparison) {
-      assignment.responses.forEach((response) => { $("response-" + response.label + "-text").textContent = response.text; });
+      assignment.responses.forEach((response) => {
+        $("response-" + response.label + "-text").textContent = response.text;
+        // Markdown rendered on the server with raw HTML escaped (annotation/markdown.py).
+        $("response-" + response.label + "-html").innerHTML = response.html;
+      });
+      showRaw(state.raw);
       document.querySelectorAll(".safety").forEach((fieldset) => { fieldset.hidden = assignment.guideline_kind !== "safety"; });
     }
     showGuideline(assignment.guideline_kind);
     renderChoices();
     window.scrollTo(0, 0);
+  }
+
+  // Honest waiting: say whether responses are being generated, or that nothing is coming until
+  // someone writes or queues a prompt (and offer to write one).
+  function showWaiting(q) {
+    const generating = q.needs_samples > 0;
+    $("waiting-text").textContent = generating
+      ? q.needs_samples + (q.needs_samples >= q.cap ? "+" : "") +
+        " prompt(s) are having their responses generated; they will appear here when ready."
+      : "Nothing is ready for you and nothing is being generated. Write a prompt and its two responses will be generated for you to rate, or wait for an admin to queue more.";
+    $("waiting-idle").hidden = generating;
+    $("waiting-spinner").hidden = !generating;
   }
 
   async function showReadyCount() {
@@ -197,9 +254,8 @@
         if (queue.ready_for_you > 0) {
           stopPolling();
           await loadNext();
-        } else if (queue.needs_samples) {
-          $("waiting-text").textContent =
-            queue.needs_samples + " prompt(s) are having their responses generated; they will appear here when ready.";
+        } else {
+          showWaiting(queue);
         }
       } catch (error) { /* a dead server is retried on the next tick */ }
     }, POLL_MS);
@@ -215,26 +271,99 @@
   function rate(index) { state.rating = RATINGS[index]; renderChoices(); }
   function label(response, safe) { state.safe[response] = safe; renderChoices(); }
 
+  function chosenAnswer() {
+    const answer = { chosen: state.chosen, rating: state.rating };
+    if (state.assignment.guideline_kind === "safety") {
+      answer.response_a_is_safe = state.safe.A;
+      answer.response_b_is_safe = state.safe.B;
+    }
+    return answer;
+  }
+
+  function comparisonIncomplete() {
+    const a = state.assignment;
+    if (!state.chosen) return "Choose the better response first (A or B).";
+    if (!state.rating) return "Say how much better it is (1-4).";
+    if (a.guideline_kind === "safety" && (state.safe.A === null || state.safe.B === null)) {
+      return "Label both responses safe or unsafe (Q/W for A, O/P for B).";
+    }
+    return safetyRefusal();
+  }
+
+  function describe(stored) {
+    let text = "Response " + stored.chosen + ", " + (RATING_LABELS[stored.rating] || stored.rating);
+    if (stored.response_a_is_safe !== null && stored.response_a_is_safe !== undefined) {
+      text += "; A " + (stored.response_a_is_safe ? "safe" : "unsafe") + ", B " + (stored.response_b_is_safe ? "safe" : "unsafe");
+    }
+    return text;
+  }
+
+  // The item was answered before (another tab, or a page shown again): the first answer was kept.
+  function showConflict(stored) {
+    const comparison = stored.comparison !== undefined;
+    $("conflict-text").textContent = comparison
+      ? "You already answered this item: " + describe(stored) + ". That first answer was kept; the answer on this page was not saved."
+      : "You already wrote a response to this item; that first response was kept and the text on this page was not saved.";
+    $("conflict-replace").hidden = !comparison;
+    $("conflict").hidden = false;
+    state.conflict = stored;
+  }
+
+  async function amend(comparisonId) {
+    state.busy = true;
+    try {
+      await api("POST", "/api/comparisons/" + comparisonId + "/amend/", chosenAnswer());
+      notice("Changed. Your new answer is saved; the change is recorded.");
+      refreshProgress();
+      await loadNext();
+    } catch (error) {
+      showMessage(error.message);
+    } finally {
+      state.busy = false;
+    }
+  }
+
+  // "Undo": show the item just answered again, with its answer chosen, to change it.
+  function undo() {
+    const saved = state.lastSaved;
+    if (!saved) return;
+    state.lastSaved = null;
+    notice("");
+    stopPolling();
+    render({ assignment: saved.assignment });
+    state.chosen = saved.answer.chosen;
+    state.rating = saved.answer.rating;
+    if (saved.answer.response_a_is_safe !== undefined) {
+      state.safe = { A: saved.answer.response_a_is_safe, B: saved.answer.response_b_is_safe };
+    }
+    state.amending = { comparison: saved.comparison };
+    $("amend-banner").hidden = false;
+    $("continue-open").hidden = true;
+    $("submit").firstChild.textContent = "Save the change ";
+    renderChoices();
+  }
+
+  function cancelAmend() {
+    if (!state.amending) return;
+    notice("Your answer is kept as it was.");
+    loadNext();
+  }
+
   async function submit() {
     const a = state.assignment;
     if (!a || state.busy) return;
+    if (state.amending) {
+      const incomplete = comparisonIncomplete();
+      return incomplete ? showMessage(incomplete) : amend(state.amending.comparison);
+    }
     tick();
     let path;
     let body;
     if (a.task_kind === "comparison") {
-      if (!state.chosen) return showMessage("Choose the better response first (A or B).");
-      if (!state.rating) return showMessage("Say how much better it is (1-4).");
-      if (a.guideline_kind === "safety" && (state.safe.A === null || state.safe.B === null)) {
-        return showMessage("Label both responses safe or unsafe (Q/W for A, O/P for B).");
-      }
-      const refusal = safetyRefusal();
-      if (refusal) return showMessage(refusal);
+      const incomplete = comparisonIncomplete();
+      if (incomplete) return showMessage(incomplete);
       path = "/api/assignments/" + a.id + "/comparison/";
-      body = { chosen: state.chosen, rating: state.rating, active_ms: Math.round(state.activeMs), next: {} };
-      if (a.guideline_kind === "safety") {
-        body.response_a_is_safe = state.safe.A;
-        body.response_b_is_safe = state.safe.B;
-      }
+      body = { ...chosenAnswer(), active_ms: Math.round(state.activeMs), next: {} };
     } else {
       const text = $("demonstration-text").value.trim();
       if (!text) return showMessage("Write the ideal response before submitting.");
@@ -246,16 +375,19 @@
     try {
       // `next: {}` makes the submit claim and return the next item: one request per item.
       const saved = await api("POST", path, body);
+      const comparison = a.task_kind === "comparison";
+      state.lastSaved = comparison ? { assignment: a, answer: chosenAnswer(), comparison: saved.id } : null;
       if (continuation) {
         await api("POST", "/api/comparisons/" + saved.id + "/continue/", { message: continuation });
-        notice("Saved. Your continued dialogue is queued; its responses are being generated.");
+        notice("Saved. Your continued dialogue is queued; its responses are being generated.", { undo: comparison });
       } else {
-        notice("Saved.");
+        notice("Saved.", { undo: comparison });
       }
       refreshProgress();
       render(saved.next);
     } catch (error) {
-      showMessage(error.message);
+      if (error.status === 409 && error.data && error.data.stored) showConflict(error.data.stored);
+      else showMessage(error.message);
     } finally {
       state.busy = false;
     }
@@ -266,6 +398,7 @@
     showMessage("", "skip-message");
     $("skip-reason").value = "";
     $("skip-reason-choice").value = "";
+    $("skip-reason-other").hidden = true;
     $("skip-dialog").showModal();
     $("skip-reason-choice").focus();
   }
@@ -285,8 +418,19 @@
     }
   }
 
+  // The prompt's length against the server's limit, counted before anything is sent.
+  const PROMPT_MAX = Number($("prompt-text").dataset.maxChars);
+  function countPrompt() {
+    const length = $("prompt-text").value.trim().length;
+    $("prompt-count-n").textContent = length.toLocaleString("en");
+    const over = length > PROMPT_MAX;
+    $("prompt-count").classList.toggle("over", over);
+    return over;
+  }
+
   function openPrompt() {
     showMessage("", "prompt-message");
+    countPrompt();
     $("prompt-dialog").showModal();
     $("prompt-text").focus();
   }
@@ -295,6 +439,10 @@
     if (event) event.preventDefault();
     const text = $("prompt-text").value.trim();
     if (!text) return showMessage("Write a prompt first.", "prompt-message");
+    if (countPrompt()) {
+      return showMessage("The prompt is " + text.length.toLocaleString("en") + " characters long; the limit is " +
+        PROMPT_MAX.toLocaleString("en") + ". Shorten it before sending.", "prompt-message");
+    }
     try {
       await api("POST", "/api/prompts/", { text: text, guideline_kind: $("prompt-kind").value });
       $("prompt-text").value = "";
@@ -329,7 +477,20 @@
   $("skip-form").addEventListener("submit", confirmSkip);
   $("skip-cancel").addEventListener("click", () => $("skip-dialog").close());
   $("skip-reason-choice").addEventListener("change", () => {
-    if ($("skip-reason-choice").value === "other") $("skip-reason").focus();
+    const other = $("skip-reason-choice").value === "other";
+    $("skip-reason-other").hidden = !other;
+    if (other) $("skip-reason").focus();
+  });
+  $("prompt-text").addEventListener("input", countPrompt);
+  $("waiting-write").addEventListener("click", openPrompt);
+  $("undo").addEventListener("click", undo);
+  $("amend-cancel").addEventListener("click", cancelAmend);
+  $("raw-toggle").addEventListener("click", () => showRaw(!state.raw));
+  $("conflict-keep").addEventListener("click", () => loadNext());
+  $("conflict-replace").addEventListener("click", () => {
+    const incomplete = comparisonIncomplete();
+    if (incomplete) return showMessage(incomplete);
+    amend(state.conflict.comparison);
   });
   $("new-prompt-open").addEventListener("click", openPrompt);
   $("prompt-form").addEventListener("submit", queuePrompt);
@@ -352,6 +513,7 @@
       return;
     }
     if (event.ctrlKey || event.metaKey || event.altKey) return;
+    if (event.key === "Escape" && state.amending) { cancelAmend(); return; }
     const key = event.key.toLowerCase();
     const comparison = state.assignment && state.assignment.task_kind === "comparison";
     const safety = comparison && state.assignment.guideline_kind === "safety";
@@ -369,10 +531,16 @@
     else if (key === "d" && state.assignment && !comparison) $("demonstration-text").focus();
     else if (key === "n") openPrompt();
     else if (key === "g") toggleGuideline();
+    else if (key === "r" && comparison) showRaw(!state.raw);
+    else if (key === "u" && state.lastSaved) undo();
     else if (event.key === "?") $("shortcuts-dialog").showModal();
     else handled = false;
     if (handled) event.preventDefault();
   });
+
+  // A page restored from the back/forward cache would show an item as it was before it was
+  // answered: load it fresh (the server sends the page with Cache-Control: no-store too).
+  window.addEventListener("pageshow", (event) => { if (event.persisted) window.location.reload(); });
 
   render(JSON.parse(document.getElementById("initial-state").textContent));
 })();

@@ -1,5 +1,6 @@
 // Live export progress in the batch list: polls the batch API while a batch is closed or exporting,
-// moves its progress bar, and reloads the list once it is exported (to show the download link).
+// moves its progress bar, and reloads the list once it is exported (to show the download link); asks
+// before a close.
 (function () {
   "use strict";
   var POLL_MS = 1000;
@@ -22,6 +23,12 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
+    // "Close now" cannot be undone: ask first, saying what it does.
+    document.querySelectorAll("[data-confirm]").forEach(function (button) {
+      button.addEventListener("click", function (event) {
+        if (!window.confirm(button.dataset.confirm)) { event.preventDefault(); }
+      });
+    });
     document.querySelectorAll("progress.batch-progress").forEach(function (bar) {
       if (bar.dataset.state === "exporting" || bar.dataset.state === "closed") { poll(bar); }
     });

@@ -14,12 +14,12 @@
         bar.value = run.progress;
         if (label) { label.textContent = run.total_steps ? run.step + "/" + run.total_steps + " steps" : ""; }
         var status = row.querySelector("[data-run-status]");
-        if (status) { status.textContent = run.status; status.className = "status status-" + run.status; }
+        if (status) { status.textContent = run.status_label; status.className = "status status-" + run.status; }
         if (bar.dataset.live) {
           var log = document.getElementById("run-log");
           if (log) { log.textContent = run.log_tail; log.scrollTop = log.scrollHeight; }
           var curves = document.getElementById("run-curves");
-          if (curves) { curves.hidden = false; curves.src = curves.dataset.src + "?t=" + Date.now(); }
+          if (curves) { curves.src = curves.dataset.src + "?t=" + Date.now(); }
         }
         if (run.finished && bar.dataset.state !== run.status) {
           window.location.reload();
