@@ -27,6 +27,7 @@ from tests.security.conftest import ROLES, api_client_as, make_user, page_client
 
 ANON, ANNOTATOR, RESEARCHER, ADMIN = ROLES
 LOGIN = 302  # a page sends anonymous users to the login page
+NO_CREDENTIALS = 401  # an API request without credentials (WWW-Authenticate: Token)
 
 
 def statuses(anonymous: int, annotator: int, researcher: int, admin: int) -> dict[str, int]:
@@ -35,16 +36,16 @@ def statuses(anonymous: int, annotator: int, researcher: int, admin: int) -> dic
 
 def annotating(status: int) -> dict[str, int]:
     """Annotators and admins (who may try a guideline out); researchers do not rate."""
-    return statuses(403, status, 403, status)
+    return statuses(NO_CREDENTIALS, status, 403, status)
 
 
 def staff(status: int) -> dict[str, int]:
     """Researchers and admins."""
-    return statuses(403, 403, status, status)
+    return statuses(NO_CREDENTIALS, 403, status, status)
 
 
 def admins(status: int) -> dict[str, int]:
-    return statuses(403, 403, 403, status)
+    return statuses(NO_CREDENTIALS, 403, 403, status)
 
 
 def research_pages(status: int) -> dict[str, int]:
@@ -63,6 +64,7 @@ EXPECTED: dict[tuple[str, str], dict[str, int]] = {
     ("GET", "/api/queue/status/"): annotating(200),
     ("POST", "/api/prompts/"): annotating(400),
     ("POST", "/api/comparisons/{comparison_id}/continue/"): annotating(400),
+    ("POST", "/api/comparisons/{comparison_id}/amend/"): annotating(400),
     ("POST", "/api/prompts/queue/"): staff(400),
     # --- checkpoints, deployments, generation ---------------------------------------------------------
     ("GET", "/api/checkpoints/"): staff(200),
@@ -87,6 +89,7 @@ EXPECTED: dict[tuple[str, str], dict[str, int]] = {
     ("GET", "/api/runs/"): staff(200),
     ("POST", "/api/runs/"): staff(400),
     ("GET", "/api/runs/configs/"): staff(200),
+    ("GET", "/api/runs/accelerate-configs/"): staff(200),
     ("GET", "/api/runs/compare/"): staff(400),  # without the runs to compare
     ("GET", "/api/runs/{run_id}/"): staff(404),
     ("GET", "/api/runs/{run_id}/progress/"): staff(404),
@@ -94,12 +97,13 @@ EXPECTED: dict[tuple[str, str], dict[str, int]] = {
     ("POST", "/api/runs/{run_id}/cancel/"): staff(404),
     ("POST", "/api/runs/{run_id}/deploy/"): staff(404),
     # --- schema and docs ------------------------------------------------------------------------------------
-    ("GET", "/api/schema/"): statuses(403, 200, 200, 200),  # signed-in users only
+    ("GET", "/api/schema/"): statuses(NO_CREDENTIALS, 200, 200, 200),  # signed-in users only
     # The docs are a page for browsers: a token client has no session and goes to the login page
     # (tests/annotation_site/accounts cover signed-in users seeing it).
     ("GET", "/api/docs/"): statuses(LOGIN, LOGIN, LOGIN, LOGIN),
     # --- pages --------------------------------------------------------------------------------------------------
     ("GET", "/"): statuses(LOGIN, 302, 302, 302),  # each role to its own door
+    ("GET", "/favicon.ico"): statuses(301, 301, 301, 301),  # to the static icon, for everyone
     ("GET", "/annotate/"): statuses(LOGIN, 200, 403, 200),
     ("GET", "/accounts/login/"): statuses(200, 200, 200, 200),
     ("POST", "/accounts/logout/"): statuses(302, 302, 302, 302),

@@ -155,7 +155,7 @@ def test_a_missing_model_is_an_error_on_the_checkpoint_field_before_anything_is_
 def config_with(**values):
     from training import sft
 
-    return sft.Config(**{"model": "m", "data": [], **values})
+    return sft.Config(**{"model": "m", "data": [], "out": "runs/x", **values})
 
 
 def test_a_hub_id_that_is_neither_cached_nor_on_the_hub_is_refused_on_the_checkpoint_field():
@@ -177,15 +177,18 @@ def test_every_data_path_must_exist(tiny_model_dir, exported_batch):
     assert refused.value.field == "batches"
 
 
-def test_a_reward_model_folder_that_is_gone_is_an_error_on_its_field(researcher, base_checkpoint, exported_batch, tiny_model_dir):
+def test_a_reward_model_whose_folder_is_gone_is_refused(
+    researcher, base_checkpoint, exported_batch, tiny_model_dir, tmp_path
+):
     from annotation_site.runs import services
-    from annotation_site.runs.configs import ConfigInvalid
+    from annotation_site.errors import ApplicationError
 
-    gone = Checkpoint.objects.create(name="rm-gone", path="/ckpt/rm-gone", kind="reward_model")
+    (tmp_path / "rm-gone").mkdir()
+    gone = Checkpoint.objects.create(name="rm-gone", path=str(tmp_path / "rm-gone"), kind="reward_model")
+    (tmp_path / "rm-gone").rmdir()  # registered, then deleted on disk
     safe = Checkpoint.objects.create(name="rm-safe", path=str(tiny_model_dir), kind="reward_model")
-    with pytest.raises(ConfigInvalid, match="helpfulness_reward_model: \"/ckpt/rm-gone\" does not exist") as refused:
+    with pytest.raises(ApplicationError, match="Not an available checkpoint"):
         services.run_launch(
             recipe="ppo", config_name="ppo_smollm2.yaml", launched_by=researcher, base_checkpoint=base_checkpoint,
             helpfulness_reward_model=gone, safety_reward_model=safe, batches=[exported_batch],
         )
-    assert refused.value.field == "helpfulness_reward_model"
