@@ -52,7 +52,9 @@ class DialogueAdmin(admin.ModelAdmin):
 
 @admin.register(Sample)
 class SampleAdmin(admin.ModelAdmin):
-    list_display = ("id", "model_name", "checkpoint", "finish_reason", "completion_tokens", "latency_ms", "created_at")
+    list_display = (
+        "id", "model_name", "checkpoint", "finish_reason", "completion_tokens", "cleaned_chars", "latency_ms", "created_at",
+    )
     list_filter = ("model_name", "finish_reason")
     search_fields = ("model_name", "text")
     raw_id_fields = ("dialogue", "checkpoint")

@@ -110,6 +110,9 @@ class Sample(models.Model):
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     latency_ms = models.FloatField(null=True, blank=True)
+    # Characters of the engine's answer removed or replaced before it was stored (control
+    # characters, lone surrogates, bytes that were not UTF-8, carriage returns; serving/text.py).
+    cleaned_chars = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:

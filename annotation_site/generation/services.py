@@ -547,9 +547,11 @@ def _answer(request: _Request, params, answers, rejected, report: FillReport) ->
     finally:
         if deployment.engine == Engine.VLLM:
             engine.close()
+    # An empty or whitespace-only answer (serving's verdict) fails the request: the items are
+    # released and retried, and the deployment that wrote it is counted against.
     empty = 0
     for (item, side), (completion,) in zip(request.items, completions):
-        if completion.text.strip():
+        if completion.usable:
             answers[item.pk][side] = (deployment, completion)
         else:
             empty += 1
@@ -569,7 +571,7 @@ def _answer_one_by_one(engine, request: _Request, params, answers, rejected, rep
             continue
         except ServingError as error:
             return _deployment_failed(request.deployment, error, report)
-        if completion.text.strip():
+        if completion.usable:
             answers[item.pk][side] = (request.deployment, completion)
     deployment_record_success(deployment_id=request.deployment.pk)
     return True
@@ -601,6 +603,7 @@ def _store_pair(*, item: Item, pair: dict[str, tuple[Deployment, Completion]], r
                     prompt_tokens=completion.prompt_tokens,
                     completion_tokens=completion.completion_tokens,
                     latency_ms=completion.latency_ms,
+                    cleaned_chars=completion.cleaned_chars,
                 )
                 for deployment, completion in sides
             ]

@@ -66,13 +66,20 @@ def smollm2_vllm(request, smollm2_dir, tmp_path_factory) -> VLLMServer:
 class MisbehavingServer:
     """An OpenAI-compatible-looking HTTP server that answers each request in a chosen bad way.
 
-    It stands in for a broken peer outside the system: garbage bodies, no answers, slowness.
+    It stands in for a broken peer outside the system: garbage bodies, no answers, slowness, and
+    answers with text a model or server can produce but PostgreSQL or a browser cannot take.
     """
 
-    def __init__(self, behaviour: str, *, delay_s: float = 0.0, model: str = "m"):
+    def __init__(
+        self, behaviour: str, *, delay_s: float = 0.0, model: str = "m", texts: list | None = None,
+        body: bytes = b"",
+    ):
+        """`texts`: the answers of behaviour "texts" (one choice each); `body`: what "raw" sends."""
         self.behaviour = behaviour
         self.delay_s = delay_s
         self.model = model
+        self.texts = texts or []
+        self.body = body
         self.requests: list[str] = []
         outer = self
 
@@ -104,6 +111,10 @@ class MisbehavingServer:
                     self._send(500, {"error": {"message": "engine crashed"}})
                 elif behaviour == "bad_request":
                     self._send(400, {"error": {"message": "prompt is longer than the maximum context length"}})
+                elif behaviour == "texts":
+                    self._send(200, _completion(outer.texts, outer.model))
+                elif behaviour == "raw":
+                    self._send_raw(200, outer.body, "application/json")
                 elif behaviour == "ok":
                     self._send(200, _completion(["A fine answer."], outer.model))
                 else:  # "slow": answers well, after delay_s
@@ -141,6 +152,11 @@ class MisbehavingServer:
     def __exit__(self, *exc):
         self._httpd.shutdown()
         self._httpd.server_close()
+
+
+def completion_body(texts: list, model: str = "m") -> bytes:
+    """A chat completion's JSON body, as an OpenAI-compatible server sends it."""
+    return json.dumps(_completion(texts, model)).encode()
 
 
 def _completion(texts: list, model: str) -> dict:
