@@ -1,7 +1,11 @@
 """Django admin for the annotation domain: useful lists, and comparison data shown read-only."""
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin import actions as admin_actions
+from django.contrib.admin.utils import unquote
+from django.http import HttpResponseRedirect
+from django.urls import reverse
 
 from annotation_site.annotation import services
 from annotation_site.annotation.models import (
@@ -12,6 +16,7 @@ from annotation_site.annotation.models import (
     Guideline,
     Item,
     Sample,
+    closed_batch_message,
 )
 
 
@@ -93,13 +98,55 @@ class AssignmentAdmin(admin.ModelAdmin):
 
 
 class ReadOnlyAnnotationAdmin(admin.ModelAdmin):
-    """Annotations are evidence for training: shown in full, never edited by hand."""
+    """Annotations are evidence for training: shown in full, never edited by hand. One in a closed
+    batch cannot be deleted either (the model and, on PostgreSQL, a trigger refuse it as well)."""
+
+    actions = ["delete_selected"]
 
     def get_readonly_fields(self, request, obj=None):
         return [field.name for field in self.model._meta.fields]
 
     def has_add_permission(self, request):
         return False
+
+    def has_change_permission(self, request, obj=None):
+        return (obj is None or obj.batch_id is None) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return (obj is None or obj.batch_id is None) and super().has_delete_permission(request, obj)
+
+    def _refuse_batched(self, request, queryset) -> bool:
+        rows = list(queryset.filter(batch__isnull=False).order_by("pk").values_list("pk", "batch__week")[:6])
+        if rows:
+            self.message_user(
+                request, f"Nothing was deleted. {closed_batch_message(self.model, rows, 'deleted')}", messages.ERROR
+            )
+        return bool(rows)
+
+    @admin.action(description="Delete selected %(verbose_name_plural)s", permissions=["delete"])
+    def delete_selected(self, request, queryset):
+        """Django's delete action (with its confirmation page), refused with the reason when a
+        selected row is in a closed batch, instead of Django's bare "no permission" page."""
+        if self._refuse_batched(request, queryset):
+            return None
+        return admin_actions.delete_selected(self, request, queryset)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        obj = self.get_object(request, unquote(object_id))
+        if obj is not None and obj.batch_id is not None:
+            self.message_user(
+                request, f"In closed batch {obj.batch.week}: shown read-only; it can be neither changed nor deleted.",
+                messages.INFO,
+            )
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        obj = self.get_object(request, unquote(object_id))
+        if obj is not None and self._refuse_batched(request, self.model.objects.filter(pk=obj.pk)):
+            return HttpResponseRedirect(
+                reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", args=[obj.pk])
+            )
+        return super().delete_view(request, object_id, extra_context)
 
 
 @admin.register(Comparison)

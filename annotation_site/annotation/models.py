@@ -10,6 +10,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from annotation_site.errors import Conflict
+
 
 class GuidelineKind(models.TextChoices):
     HELPFULNESS = "helpfulness", "Helpfulness"
@@ -203,7 +205,72 @@ class Assignment(models.Model):
         return f"Assignment {self.pk}: item {self.item_id} to {self.annotator_id} ({self.status})"
 
 
-class Comparison(models.Model):
+class ClosedBatchError(Conflict):
+    """A change or deletion of a row that belongs to a closed batch (every batch is closed)."""
+
+
+def closed_batch_message(model: type[models.Model], rows: list[tuple[int, str]], action: str) -> str:
+    """What an admin, a caller of the ORM or the API is told; `rows` are (id, batch week) pairs."""
+    name = model._meta.verbose_name
+    listed = ", ".join(f"{name} {pk} (batch {week})" for pk, week in rows[:5]) + (", ..." if len(rows) > 5 else "")
+    return (
+        f"{listed} cannot be {action}: it belongs to a closed batch, and a closed batch never changes, so "
+        f"that every export of it writes the same files. Leave it as it is; to leave it out of training, "
+        f"filter it when you train."
+    )
+
+
+class BatchedQuerySet(models.QuerySet):
+    """Refuses `update()` and `delete()` on rows that are in a batch.
+
+    Assigning unbatched rows to a batch (the close's `filter(batch__isnull=True).update(batch=...)`)
+    is allowed: none of its rows is in a batch yet. On PostgreSQL a trigger enforces the same rule
+    (migration 0006), also for raw SQL.
+    """
+
+    def _refuse_batched(self, action: str) -> None:
+        rows = list(self.filter(batch__isnull=False).order_by("pk").values_list("pk", "batch__week")[:6])
+        if rows:
+            raise ClosedBatchError(closed_batch_message(self.model, rows, action))
+
+    def update(self, **kwargs):
+        self._refuse_batched("changed")
+        return super().update(**kwargs)
+
+    def delete(self):
+        self._refuse_batched("deleted")
+        return super().delete()
+
+    delete.queryset_only = True
+
+
+class BatchedRecord(models.Model):
+    """A comparison or demonstration: once its batch is closed, neither saved again nor deleted."""
+
+    objects = BatchedQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def _refuse_if_batched(self, action: str) -> None:
+        # The stored row decides, not this instance's fields: an instance read before the close
+        # does not know it is in a batch now.
+        if self.pk is None or self._state.adding:
+            return
+        rows = list(type(self)._base_manager.filter(pk=self.pk, batch__isnull=False).values_list("pk", "batch__week"))
+        if rows:
+            raise ClosedBatchError(closed_batch_message(type(self), rows, action))
+
+    def save(self, *args, **kwargs):
+        self._refuse_if_batched("changed")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        self._refuse_if_batched("deleted")
+        return super().delete(*args, **kwargs)
+
+
+class Comparison(BatchedRecord):
     """A preference between two samples: the unit the reward models train on.
 
     Annotator comparisons come from an assignment; imported ones (from open datasets) have no
@@ -251,7 +318,7 @@ class Comparison(models.Model):
         return f"Comparison {self.pk} ({self.guideline_kind}, {self.rating or 'unrated'})"
 
 
-class Demonstration(models.Model):
+class Demonstration(BatchedRecord):
     """An annotator-written ideal response to a prompt (the paper's SFT annotation, §3.1)."""
 
     assignment = models.OneToOneField(
