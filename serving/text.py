@@ -13,6 +13,7 @@ browser take, and the count of characters that were changed:
   Python's universal newlines read them, so what an annotator sees is what is exported;
 - lone surrogates (a JSON "\\ud800" escape, or a byte that was not UTF-8, see
   `serving.client`) become U+FFFD, the replacement character a browser shows for bad bytes.
+  (A U+FFFD the engine wrote itself, for tokens that end mid-character, is text like any other.)
 
 An answer that is empty or only whitespace once cleaned is not usable (`is_usable_answer`):
 the generation app does not store it and retries the item.

@@ -466,7 +466,7 @@ def queue_fill(*, worker: str, item_ids: list[int] | None = None, rng: random.Ra
     once; the failure is counted against the deployment, and `GenerationFailed` is raised so the
     task retries with backoff (by then an unhealthy deployment is left out).
     """
-    rng = rng or random.Random()
+    rng = rng or random.Random(settings.GENERATION_SEED)
     policy = SamplingPolicy.from_settings()
     report = FillReport()
     deployments = selectors.deployments_for_generation()

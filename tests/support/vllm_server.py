@@ -7,8 +7,10 @@ in ~25 s) and stops it at the end of the session.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -61,6 +63,15 @@ def tiny_vllm(request, tiny_model_dir, tmp_path_factory) -> VLLMServer:
 def smollm2_vllm(request, smollm2_dir, tmp_path_factory) -> VLLMServer:
     """A real vLLM server serving SmolLM2-135M-Instruct, shared by the session."""
     return session_server(request, smollm2_dir, tmp_path_factory)
+
+
+@contextmanager
+def refusing_base_url():
+    """The URL of a server that is down: a port bound, never listening, so it refuses connections
+    and no other process (another session's vLLM looking for a free port) can take it meanwhile."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
 
 
 class MisbehavingServer:

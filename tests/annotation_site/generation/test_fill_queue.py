@@ -13,9 +13,8 @@ from annotation_site.annotation.services import prompt_write
 from annotation_site.generation import services
 from annotation_site.generation.models import ClaimState, GenerationClaim, Health
 from annotation_site.generation.tasks import check_deployments_health, fill_queue
-from serving.launcher import free_port
 from tests.annotation_site.generation.conftest import deploy_local, deploy_vllm, make_checkpoint, queue_prompts
-from tests.support.vllm_server import MisbehavingServer, completion_body
+from tests.support.vllm_server import MisbehavingServer, completion_body, refusing_base_url
 
 pytestmark = pytest.mark.django_db
 
@@ -228,10 +227,11 @@ def test_a_timeout_stores_nothing_and_counts_against_the_deployment(rng, setting
 
 
 def test_a_server_down_at_start_stores_nothing_and_counts_against_the_deployment(rng):
-    deployment = deploy_vllm(f"http://127.0.0.1:{free_port(8100, 8199)}/v1", "m")
-    queue_prompts(1)
-    with pytest.raises(services.GenerationFailed, match="EngineUnavailable"):
-        services.queue_fill(worker="w1", rng=rng)
+    with refusing_base_url() as url:
+        deployment = deploy_vllm(url, "m")
+        queue_prompts(1)
+        with pytest.raises(services.GenerationFailed, match="EngineUnavailable"):
+            services.queue_fill(worker="w1", rng=rng)
     deployment.refresh_from_db()
     assert deployment.consecutive_failures == 1 and not Sample.objects.exists()
 
@@ -251,11 +251,11 @@ def test_a_prompt_the_server_refuses_fails_alone_after_a_few_attempts(rng, setti
 
 
 def test_the_health_task_brings_an_unhealthy_deployment_back_when_it_answers():
-    with MisbehavingServer("ok", model="m") as peer:
+    with MisbehavingServer("ok", model="m") as peer, refusing_base_url() as dead_url:
         deployment = deploy_vllm(peer.base_url, "m")
         deployment.health, deployment.consecutive_failures = Health.UNHEALTHY, 3
         deployment.save()
-        dead = deploy_vllm(f"http://127.0.0.1:{free_port(8100, 8199)}/v1", "m", name="dead")
+        dead = deploy_vllm(dead_url, "m", name="dead")
         assert check_deployments_health.apply().get() == {"healthy": 1, "unhealthy": 1}
     deployment.refresh_from_db()
     dead.refresh_from_db()
