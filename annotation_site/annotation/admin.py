@@ -116,7 +116,7 @@ class ReadOnlyAnnotationAdmin(admin.ModelAdmin):
         return (obj is None or obj.batch_id is None) and super().has_delete_permission(request, obj)
 
     def _refuse_batched(self, request, queryset) -> bool:
-        rows = list(queryset.filter(batch__isnull=False).order_by("pk").values_list("pk", "batch__week")[:6])
+        rows = queryset.closed_rows()
         if rows:
             self.message_user(
                 request, f"Nothing was deleted. {closed_batch_message(self.model, rows, 'deleted')}", messages.ERROR

@@ -214,7 +214,8 @@ def closed_batch_message(model: type[models.Model], rows: list[tuple[int, str]],
     name = model._meta.verbose_name
     listed = ", ".join(f"{name} {pk} (batch {week})" for pk, week in rows[:5]) + (", ..." if len(rows) > 5 else "")
     return (
-        f"{listed} cannot be {action}: it belongs to a closed batch, and a closed batch never changes, so "
+        f"{listed} cannot be {action}: {'it belongs' if len(rows) == 1 else 'they belong'} to a closed batch, "
+        f"and a closed batch never changes, so "
         f"that every export of it writes the same files. Leave it as it is; to leave it out of training, "
         f"filter it when you train."
     )
@@ -228,17 +229,22 @@ class BatchedQuerySet(models.QuerySet):
     (migration 0006), also for raw SQL.
     """
 
-    def _refuse_batched(self, action: str) -> None:
-        rows = list(self.filter(batch__isnull=False).order_by("pk").values_list("pk", "batch__week")[:6])
+    def closed_rows(self) -> list[tuple[int, str]]:
+        """(id, batch week) of the first few rows here that are in a batch, for a message."""
+        return list(self.filter(batch__isnull=False).order_by("pk").values_list("pk", "batch__week")[:6])
+
+    def refuse_closed(self, action: str) -> None:
+        """Raise ClosedBatchError if any row here is in a batch (`action`: "changed" or "deleted")."""
+        rows = self.closed_rows()
         if rows:
             raise ClosedBatchError(closed_batch_message(self.model, rows, action))
 
     def update(self, **kwargs):
-        self._refuse_batched("changed")
+        self.refuse_closed("changed")
         return super().update(**kwargs)
 
     def delete(self):
-        self._refuse_batched("deleted")
+        self.refuse_closed("deleted")
         return super().delete()
 
     delete.queryset_only = True
@@ -255,11 +261,8 @@ class BatchedRecord(models.Model):
     def _refuse_if_batched(self, action: str) -> None:
         # The stored row decides, not this instance's fields: an instance read before the close
         # does not know it is in a batch now.
-        if self.pk is None or self._state.adding:
-            return
-        rows = list(type(self)._base_manager.filter(pk=self.pk, batch__isnull=False).values_list("pk", "batch__week"))
-        if rows:
-            raise ClosedBatchError(closed_batch_message(type(self), rows, action))
+        if self.pk is not None and not self._state.adding:
+            type(self).objects.filter(pk=self.pk).refuse_closed(action)
 
     def save(self, *args, **kwargs):
         self._refuse_if_batched("changed")
