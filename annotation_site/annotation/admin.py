@@ -43,8 +43,28 @@ class GuidelineAdmin(admin.ModelAdmin):
         obj.pk, obj.version = published.pk, published.version
 
 
+class ExportedContentAdmin(admin.ModelAdmin):
+    """Dialogues and samples a closed batch exported: shown read-only, never deleted."""
+
+    def has_change_permission(self, request, obj=None):
+        return (obj is None or not obj.closed_batch_weeks()) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return (obj is None or not obj.closed_batch_weeks()) and super().has_delete_permission(request, obj)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        obj = self.get_object(request, unquote(object_id))
+        weeks = obj.closed_batch_weeks() if obj is not None else []
+        if weeks:
+            self.message_user(
+                request, f"Exported by closed batch {', '.join(weeks)}: shown read-only; it can be neither changed nor deleted.",
+                messages.INFO,
+            )
+        return super().change_view(request, object_id, form_url, extra_context)
+
+
 @admin.register(Dialogue)
-class DialogueAdmin(admin.ModelAdmin):
+class DialogueAdmin(ExportedContentAdmin):
     list_display = ("id", "first_turn", "guideline_kind", "source", "source_name", "author", "created_at")
     list_filter = ("guideline_kind", "source")
     search_fields = ("source_name", "author__username")
@@ -56,7 +76,7 @@ class DialogueAdmin(admin.ModelAdmin):
 
 
 @admin.register(Sample)
-class SampleAdmin(admin.ModelAdmin):
+class SampleAdmin(ExportedContentAdmin):
     list_display = (
         "id", "model_name", "checkpoint", "finish_reason", "completion_tokens", "cleaned_chars", "latency_ms", "created_at",
     )

@@ -71,7 +71,38 @@ class DialogueSource(models.TextChoices):
     DEMO = "demo", "Demo seed"
 
 
-class Dialogue(models.Model):
+class ExportedContent(models.Model):
+    """A dialogue or sample whose text a closed batch's export writes: once a batched comparison or
+    demonstration uses it, it is neither saved again nor deleted (a trigger also guards its text)."""
+
+    class Meta:
+        abstract = True
+
+    def closed_batch_weeks(self) -> list[str]:
+        """Weeks of the closed batches whose files hold this row's text."""
+        raise NotImplementedError
+
+    def _refuse_if_in_closed_batch(self, action: str) -> None:
+        if self.pk is None or self._state.adding:
+            return
+        weeks = self.closed_batch_weeks()
+        if weeks:
+            name = self._meta.verbose_name
+            raise ClosedBatchError(
+                f"{name} {self.pk} cannot be {action}: closed batch {', '.join(weeks)} exported it, and a closed "
+                f"batch never changes. Leave it as it is."
+            )
+
+    def save(self, *args, **kwargs):
+        self._refuse_if_in_closed_batch("changed")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        self._refuse_if_in_closed_batch("deleted")
+        return super().delete(*args, **kwargs)
+
+
+class Dialogue(ExportedContent):
     """The conversation so far: a list of {"role": "user"|"assistant", "content": str}, ending with a user turn."""
 
     turns = models.JSONField()
@@ -95,8 +126,15 @@ class Dialogue(models.Model):
         first = self.turns[0]["content"] if self.turns else ""
         return f"Dialogue {self.pk}: {first[:60]}"
 
+    def closed_batch_weeks(self) -> list[str]:
+        weeks = {
+            *Comparison.objects.filter(item__dialogue_id=self.pk, batch__isnull=False).values_list("batch__week", flat=True),
+            *Demonstration.objects.filter(item__dialogue_id=self.pk, batch__isnull=False).values_list("batch__week", flat=True),
+        }
+        return sorted(weeks)
 
-class Sample(models.Model):
+
+class Sample(ExportedContent):
     """One model response to a dialogue, with everything needed to reproduce how it was sampled."""
 
     dialogue = models.ForeignKey(Dialogue, on_delete=models.CASCADE, related_name="samples")
@@ -119,6 +157,10 @@ class Sample(models.Model):
 
     def __str__(self) -> str:
         return f"Sample {self.pk} by {self.model_name}"
+
+    def closed_batch_weeks(self) -> list[str]:
+        used = Comparison.objects.filter(Q(chosen_id=self.pk) | Q(rejected_id=self.pk), batch__isnull=False)
+        return sorted(set(used.values_list("batch__week", flat=True)))
 
 
 class ItemStatus(models.TextChoices):

@@ -1,4 +1,5 @@
-"""PostgreSQL refuses to change or delete a comparison or demonstration of a closed batch.
+"""PostgreSQL refuses to change or delete a comparison or demonstration of a closed batch, and to
+change the text of the samples and dialogues they point at (what the batch's files hold).
 
 The models refuse it already (`BatchedRecord`, `BatchedQuerySet`); the trigger holds for what goes
 around the ORM too: raw SQL, a psql session, a future PL/pgSQL function. Every batch is closed (a
@@ -32,12 +33,51 @@ CREATE TRIGGER {table}_closed_batch BEFORE UPDATE OR DELETE ON {table}
     for table in TABLES
 )
 
-DROP = "".join(f"DROP TRIGGER IF EXISTS {table}_closed_batch ON {table};\n" for table in TABLES) + (
-    "DROP FUNCTION IF EXISTS annotation_refuse_closed_batch_change();\n"
+# The text a batch's files hold of the samples and dialogues its rows point at. (Deleting them is
+# refused already by the comparisons' and items' foreign keys.)
+CREATE_TEXT = """
+CREATE OR REPLACE FUNCTION annotation_refuse_closed_batch_sample_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM annotation_comparison
+                WHERE batch_id IS NOT NULL AND OLD.id IN (chosen_id, rejected_id)) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'restrict_violation',
+            MESSAGE = 'annotation_sample row ' || OLD.id || ' is exported by a closed batch: a closed batch never changes';
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER annotation_sample_closed_batch BEFORE UPDATE OF text, model_name, sampling_params ON annotation_sample
+    FOR EACH ROW WHEN ((OLD.text, OLD.model_name, OLD.sampling_params) IS DISTINCT FROM (NEW.text, NEW.model_name, NEW.sampling_params))
+    EXECUTE FUNCTION annotation_refuse_closed_batch_sample_change();
+
+CREATE OR REPLACE FUNCTION annotation_refuse_closed_batch_dialogue_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM annotation_item i
+                WHERE i.dialogue_id = OLD.id
+                  AND (EXISTS (SELECT 1 FROM annotation_comparison c WHERE c.item_id = i.id AND c.batch_id IS NOT NULL)
+                       OR EXISTS (SELECT 1 FROM annotation_demonstration d WHERE d.item_id = i.id AND d.batch_id IS NOT NULL))) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'restrict_violation',
+            MESSAGE = 'annotation_dialogue row ' || OLD.id || ' is exported by a closed batch: a closed batch never changes';
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER annotation_dialogue_closed_batch BEFORE UPDATE OF turns ON annotation_dialogue
+    FOR EACH ROW WHEN (OLD.turns IS DISTINCT FROM NEW.turns)
+    EXECUTE FUNCTION annotation_refuse_closed_batch_dialogue_change();
+"""
+
+DROP = (
+    "".join(f"DROP TRIGGER IF EXISTS {table}_closed_batch ON {table};\n" for table in (*TABLES, "annotation_sample", "annotation_dialogue"))
+    + "DROP FUNCTION IF EXISTS annotation_refuse_closed_batch_change();\n"
+    + "DROP FUNCTION IF EXISTS annotation_refuse_closed_batch_sample_change();\n"
+    + "DROP FUNCTION IF EXISTS annotation_refuse_closed_batch_dialogue_change();\n"
 )
 
 
 class Migration(migrations.Migration):
     dependencies = [("annotation", "0005_sample_cleaned_chars"), ("batches", "0003_weekly_schedule")]
 
-    operations = [migrations.RunPython(on_postgresql(CREATE), on_postgresql(DROP))]
+    operations = [migrations.RunPython(on_postgresql(CREATE + CREATE_TEXT), on_postgresql(DROP))]

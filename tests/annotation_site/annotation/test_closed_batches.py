@@ -7,7 +7,7 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 from rest_framework.test import APIClient
 
-from annotation_site.annotation.models import ClosedBatchError, Comparison, Demonstration
+from annotation_site.annotation.models import ClosedBatchError, Comparison, Demonstration, Sample
 from annotation_site.batches import services as batches
 from tests.annotation_site.batches.factories import make_comparison, make_demonstration, make_user
 from tests.annotation_site.annotation.factories import make_annotator, make_demonstration_item, make_ready_item
@@ -101,6 +101,24 @@ def test_rows_not_yet_in_a_batch_can_still_be_changed_and_deleted():
     assert not Comparison.objects.exists() and not Demonstration.objects.exists()
 
 
+def test_the_samples_and_dialogues_a_closed_batch_exported_cannot_be_saved_or_deleted():
+    comparison, demonstration = make_comparison(), make_demonstration()
+    closed(comparison, demonstration)
+    for row in (comparison.chosen, comparison.rejected, comparison.item.dialogue, demonstration.item.dialogue):
+        with pytest.raises(ClosedBatchError, match=rf"{row._meta.verbose_name} {row.pk} cannot be changed: closed batch"):
+            row.save()
+        with pytest.raises(ClosedBatchError, match="cannot be deleted"):
+            row.delete()
+
+
+def test_samples_and_dialogues_no_closed_batch_exported_can_still_be_edited():
+    comparison = make_comparison()
+    comparison.chosen.text = "Edited before the close."
+    comparison.chosen.save()
+    comparison.item.dialogue.save()
+    assert Sample.objects.get(pk=comparison.chosen_id).text == "Edited before the close."
+
+
 # --- Admin -----------------------------------------------------------------------------------------
 
 
@@ -151,6 +169,14 @@ def test_the_admin_shows_a_closed_row_read_only_and_refuses_its_delete_page(clie
     refused = admin.post(f"/admin/annotation/{url}/{row.pk}/delete/", {"post": "yes"}, follow=True)
     assert "Nothing was deleted." in refused.content.decode() and "belongs to a closed batch" in refused.content.decode()
     assert type(row).objects.filter(pk=row.pk).exists()
+
+
+def test_the_admin_shows_an_exported_sample_read_only(client):
+    comparison = make_comparison()
+    batch = closed(comparison)
+    page = admin_client(client).get(f"/admin/annotation/sample/{comparison.chosen_id}/change/")
+    text = page.content.decode()
+    assert page.status_code == 200 and f"Exported by closed batch {batch.week}" in text and 'name="_save"' not in text
 
 
 # --- API -------------------------------------------------------------------------------------------
@@ -208,3 +234,22 @@ def test_postgresql_lets_rows_outside_batches_change_and_be_closed_into_one(post
     with connection.cursor() as cursor:
         cursor.execute("DELETE FROM annotation_comparison WHERE id = %s", [other.pk])
     assert list(Comparison.objects.values_list("pk", "rating")) == [(comparison.pk, "slightly_better")]
+
+
+def test_postgresql_refuses_raw_edits_of_the_text_a_closed_batch_exported(postgres):
+    comparison, demonstration = make_comparison(), make_demonstration()
+    closed(comparison, demonstration)
+    edits = [
+        ("UPDATE annotation_sample SET text = 'edited' WHERE id = %s", comparison.chosen_id),
+        ("UPDATE annotation_sample SET sampling_params = '{}' WHERE id = %s", comparison.rejected_id),
+        ("UPDATE annotation_dialogue SET turns = '[]' WHERE id = %s", comparison.item.dialogue_id),
+        ("UPDATE annotation_dialogue SET turns = '[]' WHERE id = %s", demonstration.item.dialogue_id),
+    ]
+    with connection.cursor() as cursor:
+        for statement, pk in edits:
+            with pytest.raises(IntegrityError, match=f"row {pk} is exported by a closed batch"):
+                with transaction.atomic():
+                    cursor.execute(statement, [pk])
+        # What the files do not hold may change, e.g. a deleted checkpoint's samples losing their link.
+        cursor.execute("UPDATE annotation_sample SET checkpoint_id = NULL WHERE id = %s", [comparison.chosen_id])
+    assert Sample.objects.get(pk=comparison.chosen_id).text == comparison.chosen.text
