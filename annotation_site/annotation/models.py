@@ -71,9 +71,32 @@ class DialogueSource(models.TextChoices):
     DEMO = "demo", "Demo seed"
 
 
-class ExportedContent(models.Model):
-    """A dialogue or sample whose text a closed batch's export writes: once a batched comparison or
-    demonstration uses it, it is neither saved again nor deleted (a trigger also guards its text)."""
+class ExportedOnce(models.Model):
+    """Base of the rows whose content a closed batch's files hold: once exported, saving or deleting
+    one raises ClosedBatchError (on PostgreSQL, triggers refuse it too: migration 0006)."""
+
+    class Meta:
+        abstract = True
+
+    def refuse_if_exported(self, action: str) -> None:
+        """Raise ClosedBatchError if a closed batch holds this row (`action`: "changed" or "deleted")."""
+        raise NotImplementedError
+
+    def save(self, *args, **kwargs):
+        # The stored row decides, not this instance's fields: one read before the close does not know.
+        if self.pk is not None and not self._state.adding:
+            self.refuse_if_exported("changed")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        if self.pk is not None:
+            self.refuse_if_exported("deleted")
+        return super().delete(*args, **kwargs)
+
+
+class ExportedContent(ExportedOnce):
+    """A dialogue or sample: a closed batch exported it when one of its comparisons or
+    demonstrations uses it."""
 
     class Meta:
         abstract = True
@@ -82,24 +105,13 @@ class ExportedContent(models.Model):
         """Weeks of the closed batches whose files hold this row's text."""
         raise NotImplementedError
 
-    def _refuse_if_in_closed_batch(self, action: str) -> None:
-        if self.pk is None or self._state.adding:
-            return
+    def refuse_if_exported(self, action: str) -> None:
         weeks = self.closed_batch_weeks()
         if weeks:
-            name = self._meta.verbose_name
             raise ClosedBatchError(
-                f"{name} {self.pk} cannot be {action}: closed batch {', '.join(weeks)} exported it, and a closed "
-                f"batch never changes. Leave it as it is."
+                f"{self._meta.verbose_name} {self.pk} cannot be {action}: closed batch {', '.join(weeks)} "
+                f"exported it, and a closed batch never changes. Leave it as it is."
             )
-
-    def save(self, *args, **kwargs):
-        self._refuse_if_in_closed_batch("changed")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        self._refuse_if_in_closed_batch("deleted")
-        return super().delete(*args, **kwargs)
 
 
 class Dialogue(ExportedContent):
@@ -292,27 +304,16 @@ class BatchedQuerySet(models.QuerySet):
     delete.queryset_only = True
 
 
-class BatchedRecord(models.Model):
-    """A comparison or demonstration: once its batch is closed, neither saved again nor deleted."""
+class BatchedRecord(ExportedOnce):
+    """A comparison or demonstration: exported once its batch is closed."""
 
     objects = BatchedQuerySet.as_manager()
 
     class Meta:
         abstract = True
 
-    def _refuse_if_batched(self, action: str) -> None:
-        # The stored row decides, not this instance's fields: an instance read before the close
-        # does not know it is in a batch now.
-        if self.pk is not None and not self._state.adding:
-            type(self).objects.filter(pk=self.pk).refuse_closed(action)
-
-    def save(self, *args, **kwargs):
-        self._refuse_if_batched("changed")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        self._refuse_if_batched("deleted")
-        return super().delete(*args, **kwargs)
+    def refuse_if_exported(self, action: str) -> None:
+        type(self).objects.filter(pk=self.pk).refuse_closed(action)
 
 
 class Comparison(BatchedRecord):
