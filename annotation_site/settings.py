@@ -365,6 +365,9 @@ GENERATION_CLAIM_TTL_S = env_int("GENERATION_CLAIM_TTL_S", 900, minimum=30)
 GENERATION_ITEM_MAX_ATTEMPTS = env_int("GENERATION_ITEM_MAX_ATTEMPTS", 3, minimum=1)
 # Beat: how often the queue is topped up and deployments' health re-checked.
 GENERATION_FILL_INTERVAL_S = env_int("GENERATION_FILL_INTERVAL_S", 30, minimum=1)
+# Seed of a fill run's choices (variants, sample order, the seeds sent to the engines); empty: a
+# fresh one each run. Set, it makes what a run generates reproducible (the tests set it).
+GENERATION_SEED = env_int("GENERATION_SEED", 0) if env_str("GENERATION_SEED", "") else None
 DEPLOYMENT_HEALTH_INTERVAL_S = env_int("DEPLOYMENT_HEALTH_INTERVAL_S", 60, minimum=1)
 # Hosts and networks a deployment's endpoint URL may point at (names, addresses, CIDR networks):
 # loopback (servers launched outside docker) and the compose stack's serving worker. Link-local and

@@ -3,7 +3,8 @@
 One request per conversation, with `n` answers each, sent concurrently so the server's continuous
 batching sees them together. The `openai` package does the HTTP, the timeouts and the bounded
 retries with exponential backoff (connection errors, timeouts, 408/409/429/5xx); this class checks
-that each answer is usable and turns the result into `Completion`s.
+that each answer is well formed and turns the result into `Completion`s, which clean their text
+(`serving.text`); a body that is not UTF-8 is repaired first (`_Utf8RepairingTransport`).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Sequence
 
+import httpx2
 import openai
 
 from serving.types import (
@@ -57,6 +59,9 @@ class VLLMClient:
             api_key=api_key,
             timeout=openai.Timeout(timeout_s, connect=min(10.0, timeout_s)),
             max_retries=max_retries,
+            http_client=openai.DefaultHttpxClient(
+                transport=_Utf8RepairingTransport(httpx2.HTTPTransport(limits=openai.DEFAULT_CONNECTION_LIMITS))
+            ),
             # Refuse bodies that do not match the schema instead of handing back half-parsed objects.
             _strict_response_validation=True,
         )
@@ -162,6 +167,42 @@ class VLLMClient:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class _Utf8RepairingTransport(httpx2.BaseTransport):
+    """Lets an answer that holds bytes which are not UTF-8 reach the text cleaning, counted.
+
+    JSON is UTF-8, but a broken server or proxy can send other bytes inside an answer, and the
+    JSON decoder would refuse the whole response. Each such byte becomes a lone surrogate
+    (PEP 383's "surrogateescape"), written back with "surrogatepass", which is how Python's JSON
+    decoder reads bytes: the answer's text then holds one lone surrogate per bad byte, and
+    `clean_generated_text` replaces each with U+FFFD and counts it like any other lone surrogate.
+    Reads the whole body, which suits this client: it never streams.
+    """
+
+    def __init__(self, inner: httpx2.BaseTransport):
+        self._inner = inner
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        response = self._inner.handle_request(request)
+        body = response.read()
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            repaired = body.decode("utf-8", "surrogateescape").encode("utf-8", "surrogatepass")
+            # The body is now decoded and of another length: drop the headers that described it.
+            headers = [
+                (name, value) for name, value in response.headers.raw
+                if name.lower() not in (b"content-length", b"content-encoding")
+            ]
+            return httpx2.Response(
+                response.status_code, headers=headers, content=repaired, request=request,
+                extensions=response.extensions,
+            )
+        return response
+
+    def close(self) -> None:
+        self._inner.close()
 
 
 def _error_text(error: openai.APIStatusError) -> str:

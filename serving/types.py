@@ -10,6 +10,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Protocol, Sequence
 
+from serving.text import clean_generated_text, is_usable_answer
+
 Message = dict  # {"role": "system" | "user" | "assistant", "content": str}
 Conversation = Sequence[Message]
 
@@ -93,7 +95,10 @@ class SamplingParams:
 
 @dataclass(frozen=True)
 class Completion:
-    """One generated answer, with what it cost and exactly how it was sampled."""
+    """One generated answer, with what it cost and exactly how it was sampled.
+
+    Its text is always what the platform stores: cleaned on construction (see `serving.text`).
+    """
 
     text: str
     # "stop" (end of turn or a stop string) or "length" (hit max_tokens), as vLLM reports it.
@@ -106,6 +111,20 @@ class Completion:
     model: str
     engine: str  # "vllm" | "local"
     sampling: SamplingParams
+    # Characters of the engine's text removed or replaced by `serving.text.clean_generated_text`.
+    cleaned_chars: int = 0
+
+    def __post_init__(self):
+        # Every answer is cleaned here, as it enters the platform, whichever engine wrote it; a
+        # count given by the caller (a copy made with dataclasses.replace) is kept and added to.
+        cleaned = clean_generated_text(self.text)
+        object.__setattr__(self, "text", cleaned.text)
+        object.__setattr__(self, "cleaned_chars", self.cleaned_chars + cleaned.cleaned_chars)
+
+    @property
+    def usable(self) -> bool:
+        """False when the answer is empty or only whitespace: nothing to show an annotator."""
+        return is_usable_answer(self.text)
 
     def sampling_record(self) -> dict:
         """The sampling parameters exactly as sent, plus the engine and model, as stored with a sample."""

@@ -226,6 +226,7 @@ def train(config: Config, reward_fn: RewardFunction | None = None) -> Path:
                         file.write(json.dumps({
                             "iteration": iteration, "prompt": prompt.chat, "guideline": prompt.guideline,
                             "response": completion.text, "finish_reason": completion.finish_reason,
+                            "cleaned_chars": completion.cleaned_chars,
                             "score": scores[p, k].item(), "kept": k == best[p],
                             **{f"{key}_score": value[p, k].item() for key, value in parts.items()},
                         }) + "\n")

@@ -1,8 +1,12 @@
 """Django admin for the annotation domain: useful lists, and comparison data shown read-only."""
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin import actions as admin_actions
+from django.contrib.admin.utils import unquote
+from django.http import HttpResponseRedirect
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils.safestring import mark_safe
 
 from annotation_site.annotation import services
@@ -16,6 +20,7 @@ from annotation_site.annotation.models import (
     Guideline,
     Item,
     Sample,
+    closed_batch_message,
 )
 from annotation_site.text_rules import STORABLE_JSON_FIELDS
 
@@ -43,8 +48,28 @@ class GuidelineAdmin(admin.ModelAdmin):
         obj.pk, obj.version = published.pk, published.version
 
 
+class ExportedContentAdmin(admin.ModelAdmin):
+    """Dialogues and samples a closed batch exported: shown read-only, never deleted."""
+
+    def has_change_permission(self, request, obj=None):
+        return (obj is None or not obj.closed_batch_weeks()) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return (obj is None or not obj.closed_batch_weeks()) and super().has_delete_permission(request, obj)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        obj = self.get_object(request, unquote(object_id))
+        weeks = obj.closed_batch_weeks() if obj is not None else []
+        if weeks:
+            self.message_user(
+                request, f"Exported by closed batch {', '.join(weeks)}: shown read-only; it can be neither changed nor deleted.",
+                messages.INFO,
+            )
+        return super().change_view(request, object_id, form_url, extra_context)
+
+
 @admin.register(Dialogue)
-class DialogueAdmin(admin.ModelAdmin):
+class DialogueAdmin(ExportedContentAdmin):
     list_display = ("id", "first_turn", "guideline_kind", "source", "source_name", "author", "created_at")
     list_filter = ("guideline_kind", "source")
     search_fields = ("source_name", "author__username")
@@ -57,8 +82,10 @@ class DialogueAdmin(admin.ModelAdmin):
 
 
 @admin.register(Sample)
-class SampleAdmin(admin.ModelAdmin):
-    list_display = ("id", "model_name", "checkpoint", "finish_reason", "completion_tokens", "latency_ms", "created_at")
+class SampleAdmin(ExportedContentAdmin):
+    list_display = (
+        "id", "model_name", "checkpoint", "finish_reason", "completion_tokens", "cleaned_chars", "latency_ms", "created_at",
+    )
     list_filter = ("model_name", "finish_reason")
     search_fields = ("model_name", "text")
     raw_id_fields = ("dialogue", "checkpoint")
@@ -98,10 +125,11 @@ class AssignmentAdmin(admin.ModelAdmin):
 
 
 class ReadOnlyAnnotationAdmin(admin.ModelAdmin):
-    """Annotations are evidence for training: shown in full, never edited by hand.
+    """Annotations are evidence for training: shown in full, never edited by hand (without change
+    permission the admin shows the page read-only, with no Save buttons). One in a closed batch
+    cannot be deleted either (the model and, on PostgreSQL, a trigger refuse it as well)."""
 
-    Without change permission the admin shows the page read-only, with no Save buttons.
-    """
+    actions = ["delete_selected"]
 
     def get_readonly_fields(self, request, obj=None):
         return [field.name for field in self.model._meta.fields]
@@ -111,6 +139,42 @@ class ReadOnlyAnnotationAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def has_delete_permission(self, request, obj=None):
+        return (obj is None or obj.batch_id is None) and super().has_delete_permission(request, obj)
+
+    def _refuse_batched(self, request, queryset) -> bool:
+        rows = queryset.closed_rows()
+        if rows:
+            self.message_user(
+                request, f"Nothing was deleted. {closed_batch_message(self.model, rows, 'deleted')}", messages.ERROR
+            )
+        return bool(rows)
+
+    @admin.action(description="Delete selected %(verbose_name_plural)s", permissions=["delete"])
+    def delete_selected(self, request, queryset):
+        """Django's delete action (with its confirmation page), refused with the reason when a
+        selected row is in a closed batch, instead of Django's bare "no permission" page."""
+        if self._refuse_batched(request, queryset):
+            return None
+        return admin_actions.delete_selected(self, request, queryset)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        obj = self.get_object(request, unquote(object_id))
+        if obj is not None and obj.batch_id is not None:
+            self.message_user(
+                request, f"In closed batch {obj.batch.week}: shown read-only; it can be neither changed nor deleted.",
+                messages.INFO,
+            )
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        obj = self.get_object(request, unquote(object_id))
+        if obj is not None and self._refuse_batched(request, self.model.objects.filter(pk=obj.pk)):
+            return HttpResponseRedirect(
+                reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", args=[obj.pk])
+            )
+        return super().delete_view(request, object_id, extra_context)
 
 
 def _shown_pair(comparison: Comparison) -> list[dict]:

@@ -11,6 +11,7 @@ from django.db import models
 from django.db.models import Q
 
 from annotation_site.annotation.markdown import render_markdown
+from annotation_site.errors import Conflict
 
 
 class GuidelineKind(models.TextChoices):
@@ -71,7 +72,50 @@ class DialogueSource(models.TextChoices):
     DEMO = "demo", "Demo seed"
 
 
-class Dialogue(models.Model):
+class ExportedOnce(models.Model):
+    """Base of the rows whose content a closed batch's files hold: once exported, saving or deleting
+    one raises ClosedBatchError (on PostgreSQL, triggers refuse it too: migration 0009)."""
+
+    class Meta:
+        abstract = True
+
+    def refuse_if_exported(self, action: str) -> None:
+        """Raise ClosedBatchError if a closed batch holds this row (`action`: "changed" or "deleted")."""
+        raise NotImplementedError
+
+    def save(self, *args, **kwargs):
+        # The stored row decides, not this instance's fields: one read before the close does not know.
+        if self.pk is not None and not self._state.adding:
+            self.refuse_if_exported("changed")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        if self.pk is not None:
+            self.refuse_if_exported("deleted")
+        return super().delete(*args, **kwargs)
+
+
+class ExportedContent(ExportedOnce):
+    """A dialogue or sample: a closed batch exported it when one of its comparisons or
+    demonstrations uses it."""
+
+    class Meta:
+        abstract = True
+
+    def closed_batch_weeks(self) -> list[str]:
+        """Weeks of the closed batches whose files hold this row's text."""
+        raise NotImplementedError
+
+    def refuse_if_exported(self, action: str) -> None:
+        weeks = self.closed_batch_weeks()
+        if weeks:
+            raise ClosedBatchError(
+                f"{self._meta.verbose_name} {self.pk} cannot be {action}: closed batch {', '.join(weeks)} "
+                f"exported it, and a closed batch never changes. Leave it as it is."
+            )
+
+
+class Dialogue(ExportedContent):
     """The conversation so far: a list of {"role": "user"|"assistant", "content": str}, ending with a user turn."""
 
     turns = models.JSONField()
@@ -95,8 +139,15 @@ class Dialogue(models.Model):
         first = self.turns[0]["content"] if self.turns else ""
         return f"Dialogue {self.pk}: {first[:60]}"
 
+    def closed_batch_weeks(self) -> list[str]:
+        weeks = {
+            *Comparison.objects.filter(item__dialogue_id=self.pk, batch__isnull=False).values_list("batch__week", flat=True),
+            *Demonstration.objects.filter(item__dialogue_id=self.pk, batch__isnull=False).values_list("batch__week", flat=True),
+        }
+        return sorted(weeks)
 
-class Sample(models.Model):
+
+class Sample(ExportedContent):
     """One model response to a dialogue, with everything needed to reproduce how it was sampled."""
 
     dialogue = models.ForeignKey(Dialogue, on_delete=models.CASCADE, related_name="samples")
@@ -115,6 +166,9 @@ class Sample(models.Model):
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     latency_ms = models.FloatField(null=True, blank=True)
+    # Characters of the engine's answer removed or replaced before it was stored (control
+    # characters, lone surrogates, bytes that were not UTF-8, carriage returns; serving/text.py).
+    cleaned_chars = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def save(self, *args, **kwargs):
@@ -126,6 +180,10 @@ class Sample(models.Model):
 
     def __str__(self) -> str:
         return f"Sample {self.pk} by {self.model_name}"
+
+    def closed_batch_weeks(self) -> list[str]:
+        used = Comparison.objects.filter(Q(chosen_id=self.pk) | Q(rejected_id=self.pk), batch__isnull=False)
+        return sorted(set(used.values_list("batch__week", flat=True)))
 
 
 class ItemStatus(models.TextChoices):
@@ -217,7 +275,64 @@ class ImportSplit(models.TextChoices):
     TEST = "test", "Test split (never trained on)"
 
 
-class Comparison(models.Model):
+class ClosedBatchError(Conflict):
+    """A change or deletion of a row that belongs to a closed batch (every batch is closed)."""
+
+
+def closed_batch_message(model: type[models.Model], rows: list[tuple[int, str]], action: str) -> str:
+    """What an admin, a caller of the ORM or the API is told; `rows` are (id, batch week) pairs."""
+    name = model._meta.verbose_name
+    listed = ", ".join(f"{name} {pk} (batch {week})" for pk, week in rows[:5]) + (", ..." if len(rows) > 5 else "")
+    return (
+        f"{listed} cannot be {action}: {'it belongs' if len(rows) == 1 else 'they belong'} to a closed batch, "
+        f"and a closed batch never changes, so "
+        f"that every export of it writes the same files. Leave it as it is; to leave it out of training, "
+        f"filter it when you train."
+    )
+
+
+class BatchedQuerySet(models.QuerySet):
+    """Refuses `update()` and `delete()` on rows that are in a batch.
+
+    Assigning unbatched rows to a batch (the close's `filter(batch__isnull=True).update(batch=...)`)
+    is allowed: none of its rows is in a batch yet. On PostgreSQL a trigger enforces the same rule
+    (migration 0009), also for raw SQL.
+    """
+
+    def closed_rows(self) -> list[tuple[int, str]]:
+        """(id, batch week) of the first few rows here that are in a batch, for a message."""
+        return list(self.filter(batch__isnull=False).order_by("pk").values_list("pk", "batch__week")[:6])
+
+    def refuse_closed(self, action: str) -> None:
+        """Raise ClosedBatchError if any row here is in a batch (`action`: "changed" or "deleted")."""
+        rows = self.closed_rows()
+        if rows:
+            raise ClosedBatchError(closed_batch_message(self.model, rows, action))
+
+    def update(self, **kwargs):
+        self.refuse_closed("changed")
+        return super().update(**kwargs)
+
+    def delete(self):
+        self.refuse_closed("deleted")
+        return super().delete()
+
+    delete.queryset_only = True
+
+
+class BatchedRecord(ExportedOnce):
+    """A comparison or demonstration: exported once its batch is closed."""
+
+    objects = BatchedQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def refuse_if_exported(self, action: str) -> None:
+        type(self).objects.filter(pk=self.pk).refuse_closed(action)
+
+
+class Comparison(BatchedRecord):
     """A preference between two samples: the unit the reward models train on.
 
     Annotator comparisons come from an assignment; imported ones (from open datasets) have no
@@ -283,7 +398,7 @@ class Comparison(models.Model):
         return f"Comparison {self.pk} ({self.guideline_kind}, {self.rating or 'unrated'})"
 
 
-class Demonstration(models.Model):
+class Demonstration(BatchedRecord):
     """An annotator-written ideal response to a prompt (the paper's SFT annotation, §3.1)."""
 
     assignment = models.OneToOneField(

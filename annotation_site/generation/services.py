@@ -639,7 +639,7 @@ def queue_fill(*, worker: str, item_ids: list[int] | None = None, rng: random.Ra
     once; the failure is counted against the deployment, and `GenerationFailed` is raised so the
     task retries with backoff (by then an unhealthy deployment is left out).
     """
-    rng = rng or random.Random()
+    rng = rng or random.Random(settings.GENERATION_SEED)
     policy = SamplingPolicy.from_settings()
     report = FillReport()
     deployments = selectors.deployments_for_generation()
@@ -720,9 +720,11 @@ def _answer(request: _Request, params, answers, rejected, report: FillReport) ->
     finally:
         if deployment.engine == Engine.VLLM:
             engine.close()
+    # An empty or whitespace-only answer (serving's verdict) fails the request: the items are
+    # released and retried, and the deployment that wrote it is counted against.
     empty = 0
     for (item, side), (completion,) in zip(request.items, completions):
-        if completion.text.strip():
+        if completion.usable:
             answers[item.pk][side] = (deployment, completion)
         else:
             empty += 1
@@ -742,7 +744,7 @@ def _answer_one_by_one(engine, request: _Request, params, answers, rejected, rep
             continue
         except ServingError as error:
             return _deployment_failed(request.deployment, error, report)
-        if completion.text.strip():
+        if completion.usable:
             answers[item.pk][side] = (request.deployment, completion)
     deployment_record_success(deployment_id=request.deployment.pk)
     return True
@@ -774,6 +776,7 @@ def _store_pair(*, item: Item, pair: dict[str, tuple[Deployment, Completion]], r
                     prompt_tokens=completion.prompt_tokens,
                     completion_tokens=completion.completion_tokens,
                     latency_ms=completion.latency_ms,
+                    cleaned_chars=completion.cleaned_chars,
                 )
                 for deployment, completion in sides
             ]

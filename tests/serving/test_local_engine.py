@@ -65,3 +65,44 @@ def test_the_process_keeps_one_engine_per_checkpoint(tiny_model_dir):
 def test_a_folder_without_a_checkpoint_is_refused(tmp_path):
     with pytest.raises(ServingError, match="no config.json"):
         LocalEngine(tmp_path)
+
+
+def _token_ids(engine, text: str) -> list[int]:
+    return engine.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+@pytest.mark.parametrize(
+    "written, stored, cleaned_chars",
+    [
+        ("NUL\x00 inside", "NUL inside", 1),
+        ("escape\x1b and\r\nnewline", "escape and\nnewline", 2),
+        ("fine text", "fine text", 0),
+    ],
+)
+def test_the_local_engine_cleans_what_the_model_writes(engine, written, stored, cleaned_chars):
+    # The engine's decoding step, fed the token ids a model could write (a byte-level tokenizer
+    # has a token for every byte, NUL included) and then the end of turn.
+    tokens = _token_ids(engine, written) + [engine.tokenizer.eos_token_id]
+    completion = engine._completion([1, 2, 3], tokens, SamplingParams(), latency_ms=1.0)
+    assert (completion.text, completion.cleaned_chars, completion.finish_reason) == (stored, cleaned_chars, "stop")
+
+
+def test_bytes_that_end_mid_character_are_replacement_characters_not_an_error(engine):
+    half_of_e_acute = _token_ids(engine, "é")[:1]  # "é" is two bytes: the first alone is not UTF-8
+    completion = engine._completion([1], half_of_e_acute, SamplingParams(), latency_ms=1.0)
+    assert "\ufffd" in completion.text and completion.usable
+
+
+@pytest.mark.parametrize("written", ["", "   \n"])
+def test_an_empty_or_whitespace_only_answer_is_not_usable(engine, written):
+    tokens = _token_ids(engine, written) + [engine.tokenizer.eos_token_id]
+    assert not engine._completion([1], tokens, SamplingParams(), latency_ms=1.0).usable
+
+
+def test_whatever_the_random_model_writes_can_be_stored(engine):
+    # Hot sampling of a random model writes control bytes and broken UTF-8; any output must come
+    # back as text PostgreSQL and a browser take.
+    answers = engine.chat(QUESTIONS, SamplingParams(temperature=1.5, max_tokens=48, n=4, seed=7))
+    for completion in (c for per_conversation in answers for c in per_conversation):
+        completion.text.encode("utf-8")
+        assert not any(ord(c) < 0x20 and c not in "\t\n" for c in completion.text), repr(completion.text)

@@ -7,8 +7,10 @@ in ~25 s) and stops it at the end of the session.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -63,6 +65,15 @@ def smollm2_vllm(request, smollm2_dir, tmp_path_factory) -> VLLMServer:
     return session_server(request, smollm2_dir, tmp_path_factory)
 
 
+@contextmanager
+def refusing_base_url():
+    """The URL of a server that is down: a port bound, never listening, so it refuses connections
+    and no other process (another session's vLLM looking for a free port) can take it meanwhile."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+
+
 # What the "internal_service" behaviour answers: what a port scan or an SSRF would read.
 INTERNAL_SECRET = "internal-service-secret-4711"
 
@@ -70,13 +81,20 @@ INTERNAL_SECRET = "internal-service-secret-4711"
 class MisbehavingServer:
     """An OpenAI-compatible-looking HTTP server that answers each request in a chosen bad way.
 
-    It stands in for a broken peer outside the system: garbage bodies, no answers, slowness.
+    It stands in for a broken peer outside the system: garbage bodies, no answers, slowness, and
+    answers with text a model or server can produce but PostgreSQL or a browser cannot take.
     """
 
-    def __init__(self, behaviour: str, *, delay_s: float = 0.0, model: str = "m"):
+    def __init__(
+        self, behaviour: str, *, delay_s: float = 0.0, model: str = "m", texts: list | None = None,
+        body: bytes = b"",
+    ):
+        """`texts`: the answers of behaviour "texts" (one choice each); `body`: what "raw" sends."""
         self.behaviour = behaviour
         self.delay_s = delay_s
         self.model = model
+        self.texts = texts or []
+        self.body = body
         self.requests: list[str] = []
         outer = self
 
@@ -111,6 +129,10 @@ class MisbehavingServer:
                     self._send(500, {"error": {"message": "engine crashed"}})
                 elif behaviour == "bad_request":
                     self._send(400, {"error": {"message": "prompt is longer than the maximum context length"}})
+                elif behaviour == "texts":
+                    self._send(200, _completion(outer.texts, outer.model))
+                elif behaviour == "raw":
+                    self._send_raw(200, outer.body, "application/json")
                 elif behaviour == "ok":
                     self._send(200, _completion(["A fine answer."], outer.model))
                 else:  # "slow": answers well, after delay_s
@@ -148,6 +170,11 @@ class MisbehavingServer:
     def __exit__(self, *exc):
         self._httpd.shutdown()
         self._httpd.server_close()
+
+
+def completion_body(texts: list, model: str = "m") -> bytes:
+    """A chat completion's JSON body, as an OpenAI-compatible server sends it."""
+    return json.dumps(_completion(texts, model)).encode()
 
 
 def _completion(texts: list, model: str) -> dict:

@@ -71,6 +71,15 @@ def test_keeps_the_argmax_of_the_scores(two_iterations):
         assert sum(s["kept"] for s in candidates) == 1
 
 
+def test_answers_are_written_as_serving_cleaned_them(two_iterations):
+    # The random policy writes control bytes; serving's Completion removes them before any file.
+    samples = read_jsonl(two_iterations / "samples.jsonl")
+    answers = [s["response"] for s in samples] + [row["messages"][-1]["content"] for row in read_jsonl(two_iterations / "pool.jsonl")]
+    for answer in answers:
+        assert not any(ord(c) < 0x20 and c not in "\t\n" for c in answer), repr(answer)
+    assert all(isinstance(s["cleaned_chars"], int) and s["cleaned_chars"] >= 0 for s in samples)
+
+
 def test_pools_the_kept_answers_of_every_iteration(two_iterations):
     pool = read_jsonl(two_iterations / "pool.jsonl")
     assert [row["iteration"] for row in pool] == [1, 1, 1, 2, 2, 2]

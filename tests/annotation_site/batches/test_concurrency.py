@@ -35,6 +35,23 @@ def in_thread(target, *args):
     return thread, outcome
 
 
+def another_session_waits_for_a_lock(timeout: float = 30) -> bool:
+    """Wait until another connection to this database waits on a lock (polled, not slept)."""
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            # Statistics views keep one snapshot per transaction unless it is cleared.
+            cursor.execute("SELECT pg_stat_clear_snapshot()")
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'"
+            )
+            if cursor.fetchone()[0]:
+                return True
+            time.sleep(0.01)
+    return False
+
+
 def finish(thread, outcome):
     thread.join(timeout=60)
     assert not thread.is_alive(), "thread hung"
@@ -110,13 +127,16 @@ def test_two_closes_of_the_same_week_at_once_make_one_batch(postgres):
         submit_through_annotation(make_annotator())
     first_holds_lock = threading.Event()
     second_started = threading.Event()
+    blocked = []
 
     def first_close():
         with transaction.atomic():
             result = services.batch_close()
             first_holds_lock.set()
             second_started.wait(timeout=30)
-            time.sleep(0.5)  # the second close is now blocked on the batch's unique week
+            # Commit only once the second close waits on this transaction's row (the week is
+            # unique): without that the test would not show that a blocked close makes no batch.
+            blocked.append(another_session_waits_for_a_lock())
         return result
 
     def second_close():
@@ -127,6 +147,7 @@ def test_two_closes_of_the_same_week_at_once_make_one_batch(postgres):
     one = in_thread(first_close)
     two = in_thread(second_close)
     (batch_a, created_a), (batch_b, created_b) = finish(*one), finish(*two)
+    assert blocked == [True]
     assert (created_a, created_b) == (True, False)
     assert batch_a.pk == batch_b.pk and Batch.objects.count() == 1
     assert Comparison.objects.filter(batch=batch_a).count() == 5 == batch_a.counts["comparisons"]

@@ -19,6 +19,8 @@ def generation_settings(settings, tmp_path_factory):
     settings.GENERATION_CLIENT_RETRIES = 0
     settings.GENERATION_REQUEST_TIMEOUT_S = 60
     settings.DEPLOYMENT_FAILURE_THRESHOLD = 3
+    # Fill runs through the task (no rng passed) sample the random tiny model reproducibly.
+    settings.GENERATION_SEED = 0
     return settings
 
 

@@ -13,9 +13,8 @@ from annotation_site.annotation.services import prompt_write
 from annotation_site.generation import services
 from annotation_site.generation.models import ClaimState, GenerationClaim, Health
 from annotation_site.generation.tasks import check_deployments_health, fill_queue
-from serving.launcher import free_port
 from tests.annotation_site.generation.conftest import deploy_local, deploy_vllm, make_checkpoint, queue_prompts
-from tests.support.vllm_server import MisbehavingServer
+from tests.support.vllm_server import MisbehavingServer, completion_body, refusing_base_url
 
 pytestmark = pytest.mark.django_db
 
@@ -176,6 +175,46 @@ def test_malformed_or_empty_answers_store_nothing_and_count_against_the_deployme
     assert len(services.items_claim_for_generation(worker="w2", limit=5)) == 2
 
 
+@pytest.mark.parametrize(
+    "behaviour, answer, stored, cleaned_chars",
+    [
+        ("texts", ["NUL\x00 and escape\x1b from a model\r\n"], "NUL and escape from a model\n", 3),
+        ("texts", ["a lone \ud800 surrogate"], "a lone \ufffd surrogate", 1),
+        ("raw", completion_body(["not utf-8: BAD"]).replace(b"BAD", b"\xff"), "not utf-8: \ufffd", 1),
+    ],
+    ids=["controls", "lone-surrogate", "invalid-utf8"],
+)
+def test_text_postgres_cannot_take_is_stored_cleaned_with_the_count(postgres, behaviour, answer, stored, cleaned_chars, rng):
+    peer = MisbehavingServer(behaviour, texts=answer) if behaviour == "texts" else MisbehavingServer(behaviour, body=answer)
+    with peer:
+        deploy_vllm(peer.base_url, "m")
+        (item,) = queue_prompts(1)
+        assert services.queue_fill(worker="w1", rng=rng).generated_item_ids == [item.pk]
+    for sample in _samples(item):
+        sample.refresh_from_db()
+        assert (sample.text, sample.cleaned_chars) == (stored, cleaned_chars)
+
+
+def test_a_clean_answer_is_stored_as_sent_with_nothing_counted(rng):
+    with MisbehavingServer("ok") as peer:
+        deploy_vllm(peer.base_url, "m")
+        (item,) = queue_prompts(1)
+        services.queue_fill(worker="w1", rng=rng)
+    assert [(s.text, s.cleaned_chars) for s in _samples(item)] == [("A fine answer.", 0)] * 2
+
+
+@pytest.mark.parametrize("answer", [" \n\t ", "\x00\r\n"])
+def test_a_whitespace_only_answer_is_not_stored_and_the_item_is_retried(answer, rng):
+    with MisbehavingServer("texts", texts=[answer]) as peer:
+        deployment = deploy_vllm(peer.base_url, "m")
+        (item,) = queue_prompts(1)
+        with pytest.raises(services.GenerationFailed, match="empty"):
+            services.queue_fill(worker="w1", rng=rng)
+    deployment.refresh_from_db()
+    assert deployment.consecutive_failures == 1 and not Sample.objects.exists()
+    assert [i.pk for i in services.items_claim_for_generation(worker="w2", limit=5)] == [item.pk]
+
+
 def test_a_timeout_stores_nothing_and_counts_against_the_deployment(rng, settings):
     settings.GENERATION_REQUEST_TIMEOUT_S = 0.5
     with MisbehavingServer("slow", delay_s=3) as peer:
@@ -188,10 +227,11 @@ def test_a_timeout_stores_nothing_and_counts_against_the_deployment(rng, setting
 
 
 def test_a_server_down_at_start_stores_nothing_and_counts_against_the_deployment(rng):
-    deployment = deploy_vllm(f"http://127.0.0.1:{free_port(8100, 8199)}/v1", "m")
-    queue_prompts(1)
-    with pytest.raises(services.GenerationFailed, match="EngineUnavailable"):
-        services.queue_fill(worker="w1", rng=rng)
+    with refusing_base_url() as url:
+        deployment = deploy_vllm(url, "m")
+        queue_prompts(1)
+        with pytest.raises(services.GenerationFailed, match="EngineUnavailable"):
+            services.queue_fill(worker="w1", rng=rng)
     deployment.refresh_from_db()
     assert deployment.consecutive_failures == 1 and not Sample.objects.exists()
 
@@ -211,11 +251,11 @@ def test_a_prompt_the_server_refuses_fails_alone_after_a_few_attempts(rng, setti
 
 
 def test_the_health_task_brings_an_unhealthy_deployment_back_when_it_answers():
-    with MisbehavingServer("ok", model="m") as peer:
+    with MisbehavingServer("ok", model="m") as peer, refusing_base_url() as dead_url:
         deployment = deploy_vllm(peer.base_url, "m")
         deployment.health, deployment.consecutive_failures = Health.UNHEALTHY, 3
         deployment.save()
-        dead = deploy_vllm(f"http://127.0.0.1:{free_port(8100, 8199)}/v1", "m", name="dead")
+        dead = deploy_vllm(dead_url, "m", name="dead")
         assert check_deployments_health.apply().get() == {"healthy": 1, "unhealthy": 1}
     deployment.refresh_from_db()
     dead.refresh_from_db()

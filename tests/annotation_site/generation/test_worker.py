@@ -33,6 +33,7 @@ def worker_env(postgres, tmp_path):
         VAR_DIR=str(tmp_path / "var"),
         GENERATION_READY_TARGET="0",  # only the signal asks for the new prompt's pair
         GENERATION_MAX_TOKENS="8",
+        GENERATION_SEED="0",  # what the random tiny model writes is the same on every run
     )
 
 
