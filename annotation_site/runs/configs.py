@@ -23,7 +23,8 @@ from annotation_site.runs.models import Recipe
 
 CONFIG_DIR = Path(settings.BASE_DIR) / "training" / "configs"
 
-# The kind of checkpoint each recipe produces, as the generation app's registry names it.
+# The kind of checkpoint each recipe produces, as the generation app's registry names it (the
+# evaluation recipe produces none: its run folder holds tables and plots).
 CHECKPOINT_KIND = {
     Recipe.REWARD_MODEL: CheckpointKind.REWARD_MODEL,
     Recipe.SFT: CheckpointKind.SFT,
@@ -31,7 +32,7 @@ CHECKPOINT_KIND = {
     Recipe.PPO: CheckpointKind.PPO,
 }
 # Recipes that score answers with reward models (helpfulness_reward_model / safety_reward_model).
-USES_REWARD_MODELS = (Recipe.REJECTION_SAMPLING, Recipe.PPO)
+USES_REWARD_MODELS = (Recipe.REJECTION_SAMPLING, Recipe.PPO, Recipe.EVALUATE_POLICY)
 # Keys the launch form sets itself; typing them as overrides too would be ambiguous.
 PLATFORM_KEYS = ("out",)
 

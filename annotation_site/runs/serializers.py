@@ -47,6 +47,8 @@ class RunLaunchInputSerializer(serializers.Serializer):
     safety_reward_model = serializers.PrimaryKeyRelatedField(queryset=Checkpoint.objects.all(), required=False, allow_null=True, default=None)
     batches = serializers.SlugRelatedField(slug_field="week", queryset=Batch.objects.all(), many=True, required=False, default=list)
     guidelines = serializers.ListField(child=serializers.ChoiceField(choices=GUIDELINES), required=False, default=list)
+    compare_with = serializers.PrimaryKeyRelatedField(queryset=Checkpoint.objects.all(), many=True, required=False, default=list,
+                                                      help_text="Policy evaluation: checkpoints compared with base_checkpoint.")
 
 
 class RunDeployInputSerializer(serializers.Serializer):

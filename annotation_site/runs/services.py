@@ -75,6 +75,7 @@ def run_launch(
     safety_reward_model: Checkpoint | None = None,
     batches: list[Batch] | None = None,
     guidelines: list[str] | None = None,
+    compare_with: list[Checkpoint] | None = None,
 ) -> TrainingRun:
     """Check the launch, store the run QUEUED with its resolved config, and enqueue it on commit.
 
@@ -92,6 +93,7 @@ def run_launch(
         safety_reward_model=safety_reward_model,
         batches=list(batches or []),
         guidelines=list(guidelines or []),
+        compare_with=list(compare_with or []),
     )
     runs_root = Path(settings.CHECKPOINT_ROOT).resolve() / "runs"
     # Resolved once to check it before anything is stored; `out` is set once the run has its id.
@@ -114,8 +116,9 @@ def run_launch(
     return run
 
 
-def _platform_values(*, recipe, base_checkpoint, helpfulness_reward_model, safety_reward_model, batches, guidelines) -> dict:
-    """The config keys the launch form's choices set: model, reward models, data."""
+def _platform_values(*, recipe, base_checkpoint, helpfulness_reward_model, safety_reward_model, batches, guidelines,
+                     compare_with=()) -> dict:
+    """The config keys the launch form's choices set: model, reward models, data, against."""
     values: dict = {}
     if base_checkpoint is not None:
         if base_checkpoint.kind == CheckpointKind.REWARD_MODEL:
@@ -130,7 +133,7 @@ def _platform_values(*, recipe, base_checkpoint, helpfulness_reward_model, safet
         if checkpoint is None:
             continue
         if recipe not in USES_REWARD_MODELS:
-            raise ConfigInvalid(f"Only rejection sampling and PPO use reward models; leave {field} empty.", field=field)
+            raise ConfigInvalid(f"Only rejection sampling, PPO and policy evaluation use reward models; leave {field} empty.", field=field)
         if checkpoint.kind != CheckpointKind.REWARD_MODEL:
             raise ConfigInvalid(f'"{checkpoint.name}" is a {checkpoint.kind} checkpoint, not a reward model.', field=field)
         values[field] = checkpoint.path
@@ -141,6 +144,15 @@ def _platform_values(*, recipe, base_checkpoint, helpfulness_reward_model, safet
         raise ConfigInvalid("Guidelines filter the chosen batches: choose batches too, or filter in the config.", field="guidelines")
     if batches:
         values["data"] = [_batch_source(batch, guidelines) for batch in batches]
+    if compare_with:
+        if recipe != Recipe.EVALUATE_POLICY:
+            raise ConfigInvalid("Only a policy evaluation compares checkpoints; leave compare_with empty.", field="compare_with")
+        reward_models = [c.name for c in compare_with if c.kind == CheckpointKind.REWARD_MODEL]
+        if reward_models:
+            raise ConfigInvalid(f'"{reward_models[0]}" is a reward model; compare chat checkpoints.', field="compare_with")
+        values["against"] = [checkpoint.path for checkpoint in compare_with]
+        if base_checkpoint is not None:  # the tables name the checkpoints as the registry does
+            values["labels"] = [base_checkpoint.name, *(checkpoint.name for checkpoint in compare_with)]
     return values
 
 
@@ -296,7 +308,8 @@ def _watch(run: TrainingRun, process: subprocess.Popen, mine, worker: str) -> st
 def _succeed(run: TrainingRun, paths: artifacts.RunPaths, worker: str) -> str:
     try:
         with transaction.atomic():
-            checkpoint = _register_checkpoint(run, paths)
+            # A policy evaluation trains nothing: its folder holds tables and plots, no checkpoint.
+            checkpoint = _register_checkpoint(run, paths) if run.recipe in CHECKPOINT_KIND else None
             updated = TrainingRun.objects.filter(pk=run.pk, worker=worker, status=RunStatus.RUNNING).update(
                 status=RunStatus.SUCCEEDED, checkpoint=checkpoint, progress=1.0, finished_at=timezone.now(),
                 process_group=None,
@@ -310,7 +323,8 @@ def _succeed(run: TrainingRun, paths: artifacts.RunPaths, worker: str) -> str:
             status=RunStatus.FAILED, error=message, finished_at=timezone.now(), process_group=None
         )
         return RunStatus.FAILED
-    _append_log(paths, f"=== succeeded: registered checkpoint {checkpoint.name} (id {checkpoint.pk})\n")
+    _append_log(paths, f"=== succeeded: registered checkpoint {checkpoint.name} (id {checkpoint.pk})\n" if checkpoint
+                else "=== succeeded\n")
     return RunStatus.SUCCEEDED
 
 
