@@ -111,7 +111,8 @@ def run_launch(
         run.config_text = config_yaml(config)
         run.output_dir, run.log_path = str(paths.root), str(paths.log)
         run.save(update_fields=["config_text", "output_dir", "log_path"])
-        run.batches.set(batches or [])
+        # A config's own data list is recorded too: the exported batches whose folders it reads.
+        run.batches.set(batches or _batches_read(config.data))
         transaction.on_commit(lambda: run_enqueue(run_id=run.pk))
     return run
 
@@ -164,6 +165,13 @@ def _batch_source(batch: Batch, guidelines: list[str]) -> dict:
     if guidelines:
         source["guidelines"] = list(guidelines)
     return source
+
+
+def _batches_read(data: list) -> list[Batch]:
+    """The exported batches whose folders a config's `data` list names."""
+    paths = {str(Path(entry["path"] if isinstance(entry, dict) else entry).resolve())
+             for entry in data if isinstance(entry, dict | str) and (entry.get("path") if isinstance(entry, dict) else entry)}
+    return [batch for batch in Batch.objects.all() if str(batch_folder(batch).resolve()) in paths]
 
 
 def _checkpoint_at(path: str) -> Checkpoint | None:
