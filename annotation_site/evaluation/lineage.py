@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 from django.db.models import Q
 
 from annotation_site.annotation.models import Comparison, Sample
@@ -19,6 +18,7 @@ from annotation_site.batches.models import Batch
 from annotation_site.batches.services import batch_folder
 from annotation_site.errors import NotFound
 from annotation_site.generation.models import Checkpoint, Deployment
+from annotation_site.runs.artifacts import run_config
 from annotation_site.runs.models import Recipe, TrainingRun
 
 # The parent chain stops here even if the registry has a cycle (a re-parenting mistake).
@@ -61,7 +61,7 @@ def checkpoint_lineage(*, checkpoint_id: int, with_leaderboard: bool = True) -> 
         seen.add(parent.pk)
         parent = parent.parent
     run = TrainingRun.objects.filter(checkpoint=checkpoint).prefetch_related("batches").first()
-    config = checkpoint.training_config or (_run_config(run) if run else {})
+    config = checkpoint.training_config or (run_config(run) if run else {})
     samples = Sample.objects.filter(checkpoint=checkpoint)
     lineage = Lineage(
         checkpoint=checkpoint, parents=parents, run=run, recipe=run.recipe if run else checkpoint.kind,
@@ -86,18 +86,10 @@ def evaluations_of(checkpoint: Checkpoint) -> list[TrainingRun]:
     """Policy evaluation runs whose config names the checkpoint as `model` or in `against`."""
     found = []
     for run in TrainingRun.objects.filter(recipe=Recipe.EVALUATE_POLICY, config_text__contains=checkpoint.path):
-        config = _run_config(run)
+        config = run_config(run)
         if checkpoint.path == config.get("model") or checkpoint.path in (config.get("against") or []):
             found.append(run)
     return found
-
-
-def _run_config(run: TrainingRun) -> dict:
-    try:
-        config = yaml.safe_load(run.config_text or "")
-    except yaml.YAMLError:
-        return {}
-    return config if isinstance(config, dict) else {}
 
 
 def _sources(data) -> list[DataSource]:
