@@ -118,7 +118,7 @@ def run_launch(
 
 
 def _platform_values(*, recipe, base_checkpoint, helpfulness_reward_model, safety_reward_model, batches, guidelines,
-                     compare_with=()) -> dict:
+                     compare_with) -> dict:
     """The config keys the launch form's choices set: model, reward models, data, against."""
     values: dict = {}
     if base_checkpoint is not None:
@@ -169,8 +169,9 @@ def _batch_source(batch: Batch, guidelines: list[str]) -> dict:
 
 def _batches_read(data: list) -> list[Batch]:
     """The exported batches whose folders a config's `data` list names."""
-    paths = {str(Path(entry["path"] if isinstance(entry, dict) else entry).resolve())
-             for entry in data if isinstance(entry, dict | str) and (entry.get("path") if isinstance(entry, dict) else entry)}
+    from training.data import parse_sources
+
+    paths = {str(Path(source.path).resolve()) for source in parse_sources(data)}
     return [batch for batch in Batch.objects.all() if str(batch_folder(batch).resolve()) in paths]
 
 
