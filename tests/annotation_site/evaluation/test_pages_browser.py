@@ -39,7 +39,7 @@ def test_a_researcher_filters_the_leaderboard_and_opens_a_checkpoint(page, live_
     page.click("button.primary")
     page.wait_for_url("**/leaderboard/?guideline=safety&week=2026-W49")
     assert page.locator(".board-checkpoints table.standings tbody tr").first.locator("th").inner_text() == "ppo-v1"
-    assert "1 votes" in page.locator(".board-checkpoints h2").inner_text()
+    assert page.locator(".board-checkpoints h2").inner_text().endswith(" 1 vote")
 
     page.click(".board-checkpoints a:text('ppo-v2')")
     page.wait_for_url(f"{live_server.url}/checkpoints/{new.pk}/")
