@@ -4,7 +4,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from annotation_site.batches.models import Batch
-from annotation_site.generation.models import Checkpoint, Engine
+from annotation_site.generation.models import Checkpoint, Deployment, Engine
 from annotation_site.runs.models import Recipe, TrainingRun
 from annotation_site.runs.services import GUIDELINES
 
@@ -49,6 +49,8 @@ class RunLaunchInputSerializer(serializers.Serializer):
     guidelines = serializers.ListField(child=serializers.ChoiceField(choices=GUIDELINES), required=False, default=list)
     compare_with = serializers.PrimaryKeyRelatedField(queryset=Checkpoint.objects.all(), many=True, required=False, default=list,
                                                       help_text="Policy evaluation: checkpoints compared with base_checkpoint.")
+    judge = serializers.PrimaryKeyRelatedField(queryset=Deployment.objects.all(), required=False, allow_null=True, default=None,
+                                               help_text="Policy evaluation: a vLLM deployment asked as the judge.")
 
 
 class RunDeployInputSerializer(serializers.Serializer):

@@ -41,7 +41,7 @@ from annotation_site.batches.models import Batch, BatchState
 from annotation_site.batches.services import batch_folder
 from annotation_site.errors import ApplicationError, Conflict
 from annotation_site.generation import selectors as generation_selectors
-from annotation_site.generation.models import Checkpoint, CheckpointKind, Deployment
+from annotation_site.generation.models import Checkpoint, CheckpointKind, Deployment, Engine
 from annotation_site.generation.services import checkpoint_create, deployment_create, deployment_update
 from annotation_site.runs import artifacts
 from annotation_site.runs.configs import (
@@ -76,6 +76,7 @@ def run_launch(
     batches: list[Batch] | None = None,
     guidelines: list[str] | None = None,
     compare_with: list[Checkpoint] | None = None,
+    judge: Deployment | None = None,
 ) -> TrainingRun:
     """Check the launch, store the run QUEUED with its resolved config, and enqueue it on commit.
 
@@ -94,6 +95,7 @@ def run_launch(
         batches=list(batches or []),
         guidelines=list(guidelines or []),
         compare_with=list(compare_with or []),
+        judge=judge,
     )
     runs_root = Path(settings.CHECKPOINT_ROOT).resolve() / "runs"
     # Resolved once to check it before anything is stored; `out` is set once the run has its id.
@@ -118,8 +120,8 @@ def run_launch(
 
 
 def _platform_values(*, recipe, base_checkpoint, helpfulness_reward_model, safety_reward_model, batches, guidelines,
-                     compare_with) -> dict:
-    """The config keys the launch form's choices set: model, reward models, data, against."""
+                     compare_with, judge) -> dict:
+    """The config keys the launch form's choices set: model, reward models, data, against, judge."""
     values: dict = {}
     if base_checkpoint is not None:
         if base_checkpoint.kind == CheckpointKind.REWARD_MODEL:
@@ -154,6 +156,13 @@ def _platform_values(*, recipe, base_checkpoint, helpfulness_reward_model, safet
         values["against"] = [checkpoint.path for checkpoint in compare_with]
         if base_checkpoint is not None:  # the tables name the checkpoints as the registry does
             values["labels"] = [base_checkpoint.name, *(checkpoint.name for checkpoint in compare_with)]
+    if judge is not None:
+        if recipe != Recipe.EVALUATE_POLICY:
+            raise ConfigInvalid("Only a policy evaluation asks a judge; leave judge empty.", field="judge")
+        if judge.engine != Engine.VLLM or not judge.endpoint_url:
+            raise ConfigInvalid(f'Deployment {judge.pk} runs on the local engine; a judge is asked over HTTP: pick a vLLM '
+                                "deployment with an endpoint URL.", field="judge")
+        values["judge_url"], values["judge_model"] = judge.endpoint_url, judge.model_name
     return values
 
 

@@ -44,7 +44,7 @@ def launch(request):
                 helpfulness_reward_model=data["helpfulness_reward_model"],
                 safety_reward_model=data["safety_reward_model"],
                 batches=list(data["batches"]), guidelines=data["guidelines"], launched_by=request.user,
-                compare_with=list(data["compare_with"]),
+                compare_with=list(data["compare_with"]), judge=data["judge"],
             )
         except ApplicationError as error:
             form.add_application_error(error)

@@ -107,3 +107,18 @@ def test_an_evaluation_without_checkpoints_to_compare_with_is_a_form_error(clien
     })
     assert posted.status_code == 400
     assert "against must name at least one checkpoint" in posted.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_vllm_deployment_can_be_the_judge(researcher, evaluation_checkpoints, exported_batch):
+    from annotation_site.generation.models import Deployment
+
+    judge = Deployment.objects.create(checkpoint=evaluation_checkpoints["old"], engine="vllm",
+                                      endpoint_url="http://127.0.0.1:8200/v1", served_model_name="big-chat")
+    run = launch_evaluation(researcher, evaluation_checkpoints, exported_batch, judge=judge)
+    assert "judge_url: http://127.0.0.1:8200/v1" in run.config_text and "judge_model: big-chat" in run.config_text
+    local = Deployment.objects.create(checkpoint=evaluation_checkpoints["old"], engine="local")
+    with pytest.raises(ConfigInvalid, match="a judge is asked over HTTP"):
+        launch_evaluation(researcher, evaluation_checkpoints, exported_batch, judge=local)
+    with pytest.raises(ConfigInvalid, match="Only a policy evaluation asks a judge"):
+        services.run_launch(recipe=Recipe.SFT, launched_by=researcher, judge=judge)
