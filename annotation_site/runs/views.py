@@ -66,7 +66,7 @@ def detail(request, run_id: int):
     return render(request, "runs/detail.html", {
         "run": run,
         "evaluation": evaluation,
-        "eval_sections": _eval_sections(evaluation) if evaluation and comparison is policy_evaluation is None else [],
+        "eval_sections": _eval_sections(evaluation) if evaluation and comparison is None and policy_evaluation is None else [],
         "comparison": comparison,
         "policy_evaluation": policy_evaluation,
         "plots": artifacts.plot_names(run),
