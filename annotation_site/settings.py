@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "annotation_site.generation",
     "annotation_site.batches",
     "annotation_site.runs",
+    "annotation_site.evaluation",
 ]
 
 MIDDLEWARE = [

@@ -30,6 +30,8 @@ urlpatterns = [
     path("api/", include("annotation_site.runs.api_urls")),
     path("batches/", include("annotation_site.batches.urls")),
     path("runs/", include("annotation_site.runs.urls")),
+    path("api/", include("annotation_site.evaluation.api_urls")),
+    path("", include("annotation_site.evaluation.urls")),
     path("", include("annotation_site.annotation.urls")),
 ]
 

@@ -37,11 +37,15 @@ class Prompt:
         return [dict(message) for message in self.messages]
 
 
-def load_prompts(data: list, *, seed: int = 0) -> list[Prompt]:
-    """Every distinct prompt of the data sources (a recipe's `data` list), shuffled with `seed`."""
+def load_prompts(data: list, *, seed: int = 0, split: str = "train") -> list[Prompt]:
+    """Every distinct prompt of the data sources (a recipe's `data` list), shuffled with `seed`.
+
+    `split="test"` reads an exported folder's held-out pairs (`preferences.test.jsonl`) and no
+    demonstrations, for evaluating on prompts no recipe trained on; a JSONL file is read whole.
+    """
     prompts: dict[str, Prompt] = {}
     for source in parse_sources(data):
-        for prompt in _source_prompts(source):
+        for prompt in _source_prompts(source, split=split):
             prompts.setdefault(json.dumps([prompt.messages, prompt.guideline]), prompt)
     if not prompts:
         raise DataError(f"no prompts in {[entry for entry in data]} after filtering by guideline")
@@ -50,7 +54,7 @@ def load_prompts(data: list, *, seed: int = 0) -> list[Prompt]:
     return ordered
 
 
-def _source_prompts(source: DataSource) -> list[Prompt]:
+def _source_prompts(source: DataSource, *, split: str = "train") -> list[Prompt]:
     path = Path(source.path)
     found: list[Prompt] = []
     if path.is_file():
@@ -58,13 +62,17 @@ def _source_prompts(source: DataSource) -> list[Prompt]:
             _check_messages(row.get("prompt"), f"{path}:{line_number}", "prompt", last_role="user")
             found.append(_prompt(row["prompt"], row.get("guideline")))
     elif path.is_dir():
-        preference_file, sft_file = path / PREFERENCE_FILES["train"], path / SFT_FILE
-        if not preference_file.is_file() and not sft_file.is_file():
+        preference_file, sft_file = path / PREFERENCE_FILES[split], path / SFT_FILE
+        if split != "train":
+            if not preference_file.is_file():
+                raise DataError(f"data source {path} has no held-out pairs ({preference_file.name})")
+            sft_file = None  # demonstrations have no held-out split
+        elif not preference_file.is_file() and not sft_file.is_file():
             raise DataError(f"data source {path} has neither {preference_file.name} nor {sft_file.name}")
         if preference_file.is_file():
             for row in read_preference_file(preference_file, default_source=source.name):
                 found.append(_prompt(row["prompt"], row.get("guideline")))
-        if sft_file.is_file():
+        if sft_file is not None and sft_file.is_file():
             for row in read_sft_file(sft_file, default_source=source.name):
                 if len(row["messages"]) > 1 and row["messages"][-2]["role"] == "user":
                     found.append(_prompt(row["messages"][:-1], row.get("guideline")))

@@ -28,7 +28,8 @@ from annotation_site.runs.models import Recipe
 
 CONFIG_DIR = Path(settings.BASE_DIR) / "training" / "configs"
 
-# The kind of checkpoint each recipe produces, as the generation app's registry names it.
+# The kind of checkpoint each recipe produces, as the generation app's registry names it (the
+# evaluation recipe produces none: its run folder holds tables and plots).
 CHECKPOINT_KIND = {
     Recipe.REWARD_MODEL: CheckpointKind.REWARD_MODEL,
     Recipe.SFT: CheckpointKind.SFT,
@@ -36,7 +37,7 @@ CHECKPOINT_KIND = {
     Recipe.PPO: CheckpointKind.PPO,
 }
 # Recipes that score answers with reward models (helpfulness_reward_model / safety_reward_model).
-USES_REWARD_MODELS = (Recipe.REJECTION_SAMPLING, Recipe.PPO)
+USES_REWARD_MODELS = (Recipe.REJECTION_SAMPLING, Recipe.PPO, Recipe.EVALUATE_POLICY)
 # Checkpoint paths the launch form's choices set from the registry (none is tunable from the site).
 PATH_KEYS = ("model", "helpfulness_reward_model", "safety_reward_model")
 
@@ -185,6 +186,7 @@ def stored_run_problems(run) -> list[str]:
     """Why a stored run must not start (empty: it may). The launch checked all of this already;
     the training worker asks again before it runs anything, so a run row written another way (the
     ORM, a restored backup) cannot run a command, load code or write outside its own folder."""
+    from annotation_site.generation.models import Deployment
     from annotation_site.generation.paths import is_checkpoint_path
     from training.config import ConfigError, default_values, parse_yaml, untunable_keys
 
@@ -212,6 +214,12 @@ def stored_run_problems(run) -> list[str]:
             allowed = value == str(expected_root / "checkpoint")
         elif key in PATH_KEYS:
             allowed = is_checkpoint_path(value)
+        elif key == "against":  # a policy evaluation's checkpoints, from the registry
+            allowed = isinstance(value, list) and all(isinstance(path, str) and is_checkpoint_path(path) for path in value)
+        elif key == "labels":  # the registry's names of those checkpoints
+            allowed = isinstance(value, list) and all(isinstance(label, str) for label in value)
+        elif key in ("judge_url", "judge_model"):  # a vLLM deployment's endpoint, itself checked when it was saved
+            allowed = Deployment.objects.filter(**{"endpoint_url" if key == "judge_url" else "model_name": value}).exists()
         elif key == "data":
             allowed = isinstance(value, list) and all(_is_batch_source(source) for source in value)
         else:

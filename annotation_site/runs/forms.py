@@ -45,6 +45,14 @@ class LaunchForm(forms.Form):
         choices=[(g, g) for g in GUIDELINES], required=False, widget=forms.CheckboxSelectMultiple,
         help_text="Keep only the chosen batches' rows of these guidelines (none: all).",
     )
+    compare_with = forms.ModelMultipleChoiceField(
+        queryset=selectors.chat_checkpoints(), required=False, widget=forms.CheckboxSelectMultiple,
+        help_text="Policy evaluation only: the checkpoints the start checkpoint is compared with (sets against=).",
+    )
+    judge = forms.ModelChoiceField(
+        queryset=selectors.judge_deployments(), required=False, label="Judge",
+        help_text="Policy evaluation only: a deployed vLLM chat model asked which answer is better (sets judge_url=, judge_model=).",
+    )
     overrides = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 5, "placeholder": "max_steps=20\nlearning_rate=2e-5"}), required=False,
         help_text="key=value, one per line, on top of the shipped config (values are plain YAML). Only the "

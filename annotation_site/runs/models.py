@@ -13,6 +13,7 @@ class Recipe(models.TextChoices):
     SFT = "sft", "Supervised fine-tuning (§3.1)"
     REJECTION_SAMPLING = "rejection_sampling", "Rejection-sampling fine-tuning (§3.2.3)"
     PPO = "ppo", "PPO (§3.2.3)"
+    EVALUATE_POLICY = "evaluate_policy", "Policy evaluation: is the new checkpoint better? (§3.4)"
 
 
 class RunStatus(models.TextChoices):

@@ -8,7 +8,7 @@ from django.db.models import QuerySet
 
 from annotation_site.batches.models import Batch, BatchState
 from annotation_site.errors import NotFound
-from annotation_site.generation.models import Checkpoint, CheckpointKind
+from annotation_site.generation.models import Checkpoint, CheckpointKind, Deployment, Engine
 from annotation_site.runs import artifacts
 from annotation_site.runs.models import Recipe, RunStatus, TrainingRun
 
@@ -31,6 +31,11 @@ def chat_checkpoints() -> QuerySet[Checkpoint]:
 
 def reward_model_checkpoints() -> QuerySet[Checkpoint]:
     return Checkpoint.objects.filter(kind=CheckpointKind.REWARD_MODEL).order_by("-created_at", "-id")
+
+
+def judge_deployments() -> QuerySet[Deployment]:
+    """Deployments a policy evaluation can ask as its judge: vLLM servers with an endpoint."""
+    return Deployment.objects.filter(engine=Engine.VLLM).exclude(endpoint_url="").select_related("checkpoint")
 
 
 def exported_batches() -> QuerySet[Batch]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from annotation_site.batches.models import Batch
-from annotation_site.generation.models import TENSOR_PARALLEL_SIZES, Checkpoint, Engine
+from annotation_site.generation.models import TENSOR_PARALLEL_SIZES, Checkpoint, Deployment, Engine
 from annotation_site.runs.launchers import PROCESS_COUNTS
 from annotation_site.runs.models import Recipe, TrainingRun
 from annotation_site.runs.services import GUIDELINES
@@ -57,6 +57,10 @@ class RunLaunchInputSerializer(serializers.Serializer):
         choices=PROCESS_COUNTS, required=False, allow_null=True, default=None,
         help_text="Processes over all machines (GPUs); empty: the accelerate config's own count.",
     )
+    compare_with = serializers.PrimaryKeyRelatedField(queryset=Checkpoint.objects.all(), many=True, required=False, default=list,
+                                                      help_text="Policy evaluation: checkpoints compared with base_checkpoint.")
+    judge = serializers.PrimaryKeyRelatedField(queryset=Deployment.objects.all(), required=False, allow_null=True, default=None,
+                                               help_text="Policy evaluation: a vLLM deployment asked as the judge.")
 
 
 class RunDeployInputSerializer(serializers.Serializer):

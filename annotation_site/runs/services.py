@@ -41,7 +41,7 @@ from annotation_site.batches.models import Batch, BatchState
 from annotation_site.batches.services import batch_folder
 from annotation_site.errors import ApplicationError, Conflict
 from annotation_site.generation import selectors as generation_selectors
-from annotation_site.generation.models import Checkpoint, CheckpointKind, Deployment
+from annotation_site.generation.models import Checkpoint, CheckpointKind, Deployment, Engine
 from annotation_site.generation.paths import checkpoint_path
 from annotation_site.generation.services import checkpoint_create, deployment_create, deployment_update
 from annotation_site.runs import artifacts, launchers
@@ -81,6 +81,8 @@ def run_launch(
     guidelines: list[str] | None = None,
     accelerate_config: str = "",
     num_processes: int | None = None,
+    compare_with: list[Checkpoint] | None = None,
+    judge: Deployment | None = None,
 ) -> TrainingRun:
     """Check the launch, store the run QUEUED with its resolved config, and enqueue it on commit.
 
@@ -99,6 +101,8 @@ def run_launch(
         safety_reward_model=safety_reward_model,
         batches=list(batches or []),
         guidelines=list(guidelines or []),
+        compare_with=list(compare_with or []),
+        judge=judge,
     )
     runs_root = Path(settings.CHECKPOINT_ROOT).resolve() / "runs"
     # Resolved once to check it before anything is stored; `out` is set once the run has its id.
@@ -118,14 +122,16 @@ def run_launch(
         run.config_text = config_yaml(config)
         run.output_dir, run.log_path = str(paths.root), str(paths.log)
         run.save(update_fields=["config_text", "output_dir", "log_path"])
-        run.batches.set(batches or [])
+        # A config's own data list is recorded too: the exported batches whose folders it reads.
+        run.batches.set(batches or _batches_read(config.data))
         audit_record(event=AuditEvent.RUN_LAUNCH, obj=run, actor=launched_by, recipe=recipe, config_name=config_name, overrides=overrides)
         transaction.on_commit(lambda: run_enqueue(run_id=run.pk))
     return run
 
 
-def _platform_values(*, recipe, base_checkpoint, helpfulness_reward_model, safety_reward_model, batches, guidelines) -> dict:
-    """The config keys the launch form's choices set: model, reward models, data."""
+def _platform_values(*, recipe, base_checkpoint, helpfulness_reward_model, safety_reward_model, batches, guidelines,
+                     compare_with, judge) -> dict:
+    """The config keys the launch form's choices set: model, reward models, data, against, judge."""
     values: dict = {}
     if base_checkpoint is not None:
         if base_checkpoint.kind == CheckpointKind.REWARD_MODEL:
@@ -140,7 +146,7 @@ def _platform_values(*, recipe, base_checkpoint, helpfulness_reward_model, safet
         if checkpoint is None:
             continue
         if recipe not in USES_REWARD_MODELS:
-            raise ConfigInvalid(f"Only rejection sampling and PPO use reward models; leave {field} empty.", field=field)
+            raise ConfigInvalid(f"Only rejection sampling, PPO and policy evaluation use reward models; leave {field} empty.", field=field)
         if checkpoint.kind != CheckpointKind.REWARD_MODEL:
             raise ConfigInvalid(f'"{checkpoint.name}" is a {checkpoint.kind} checkpoint, not a reward model.', field=field)
         values[field] = checkpoint_path(checkpoint.path, field=field)
@@ -151,6 +157,22 @@ def _platform_values(*, recipe, base_checkpoint, helpfulness_reward_model, safet
         raise ConfigInvalid("Guidelines filter the chosen batches: choose batches too, or filter in the config.", field="guidelines")
     if batches:
         values["data"] = [_batch_source(batch, guidelines) for batch in batches]
+    if compare_with:
+        if recipe != Recipe.EVALUATE_POLICY:
+            raise ConfigInvalid("Only a policy evaluation compares checkpoints; leave compare_with empty.", field="compare_with")
+        reward_models = [c.name for c in compare_with if c.kind == CheckpointKind.REWARD_MODEL]
+        if reward_models:
+            raise ConfigInvalid(f'"{reward_models[0]}" is a reward model; compare chat checkpoints.', field="compare_with")
+        values["against"] = [checkpoint_path(checkpoint.path, field="compare_with") for checkpoint in compare_with]
+        if base_checkpoint is not None:  # the tables name the checkpoints as the registry does
+            values["labels"] = [base_checkpoint.name, *(checkpoint.name for checkpoint in compare_with)]
+    if judge is not None:
+        if recipe != Recipe.EVALUATE_POLICY:
+            raise ConfigInvalid("Only a policy evaluation asks a judge; leave judge empty.", field="judge")
+        if judge.engine != Engine.VLLM or not judge.endpoint_url:
+            raise ConfigInvalid(f'Deployment {judge.pk} runs on the local engine; a judge is asked over HTTP: pick a vLLM '
+                                "deployment with an endpoint URL.", field="judge")
+        values["judge_url"], values["judge_model"] = judge.endpoint_url, judge.model_name
     return values
 
 
@@ -162,6 +184,14 @@ def _batch_source(batch: Batch, guidelines: list[str]) -> dict:
     if guidelines:
         source["guidelines"] = list(guidelines)
     return source
+
+
+def _batches_read(data: list) -> list[Batch]:
+    """The exported batches whose folders a config's `data` list names."""
+    from training.data import parse_sources
+
+    paths = {str(Path(source.path).resolve()) for source in parse_sources(data)}
+    return [batch for batch in Batch.objects.all() if str(batch_folder(batch).resolve()) in paths]
 
 
 def _checkpoint_at(path: str) -> Checkpoint | None:
@@ -328,7 +358,8 @@ def _watch(run: TrainingRun, process: subprocess.Popen, group: LaunchedGroup, mi
 def _succeed(run: TrainingRun, paths: artifacts.RunPaths, worker: str) -> str:
     try:
         with transaction.atomic():
-            checkpoint = _register_checkpoint(run, paths)
+            # A policy evaluation trains nothing: its folder holds tables and plots, no checkpoint.
+            checkpoint = _register_checkpoint(run, paths) if run.recipe in CHECKPOINT_KIND else None
             updated = TrainingRun.objects.filter(pk=run.pk, worker=worker, status=RunStatus.RUNNING).update(
                 status=RunStatus.SUCCEEDED, checkpoint=checkpoint, progress=1.0, finished_at=timezone.now(),
                 process_group=None,
@@ -342,7 +373,8 @@ def _succeed(run: TrainingRun, paths: artifacts.RunPaths, worker: str) -> str:
             status=RunStatus.FAILED, error=message, finished_at=timezone.now(), process_group=None
         )
         return RunStatus.FAILED
-    _append_log(paths, f"=== succeeded: registered checkpoint {checkpoint.name} (id {checkpoint.pk})\n")
+    _append_log(paths, f"=== succeeded: registered checkpoint {checkpoint.name} (id {checkpoint.pk})\n" if checkpoint
+                else "=== succeeded\n")
     return RunStatus.SUCCEEDED
 
 

@@ -46,6 +46,7 @@ def launch(request):
                 safety_reward_model=data["safety_reward_model"],
                 batches=list(data["batches"]), guidelines=data["guidelines"], launched_by=request.user,
                 accelerate_config=data["accelerate_config"], num_processes=data["num_processes"],
+                compare_with=list(data["compare_with"]), judge=data["judge"],
             )
         except ApplicationError as error:
             form.add_application_error(error)
@@ -60,17 +61,21 @@ def launch(request):
 def detail(request, run_id: int):
     run = _run(run_id)
     evaluation = artifacts.eval_results(run)
-    comparison = None
+    comparison = policy_evaluation = None
     if run.recipe == Recipe.REWARD_MODEL and evaluation and evaluation.get("splits"):
         comparison = selectors.reward_model_comparison([run])
+    if run.recipe == Recipe.EVALUATE_POLICY and evaluation and isinstance(evaluation.get("pairs"), list):
+        policy_evaluation = evaluation
     return render(request, "runs/detail.html", {
         "run": run,
         "evaluation": evaluation,
-        "eval_sections": _eval_sections(evaluation) if evaluation and comparison is None else [],
+        "eval_sections": _eval_sections(evaluation) if evaluation and comparison is None and policy_evaluation is None else [],
         "comparison": comparison,
+        "policy_evaluation": policy_evaluation,
         "plots": artifacts.plot_names(run),
         "log_tail": artifacts.log_tail(run),
-        "deploy_form": DeployForm() if run.status == RunStatus.SUCCEEDED and run.recipe != Recipe.REWARD_MODEL else None,
+        "deploy_form": DeployForm() if run.status == RunStatus.SUCCEEDED and run.checkpoint
+                       and run.recipe != Recipe.REWARD_MODEL else None,
         "deployments": run.checkpoint.deployments.all() if run.checkpoint else [],
         "progress_url": reverse("api-run-progress", args=[run.pk]),
     })

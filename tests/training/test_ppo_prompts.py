@@ -41,6 +41,16 @@ def test_an_exported_folder_gives_each_training_prompt_once_with_its_guideline(e
                        ("Write a poem", "helpfulness", 1)}
 
 
+def test_the_test_split_gives_the_held_out_prompts_and_no_demonstrations(exported, tmp_path):
+    prompts = load_prompts([str(exported)], split="test")
+    assert [(p.chat[-1]["content"], p.guideline) for p in prompts] == [("Held out", "helpfulness")]
+    no_test = tmp_path / "2026-W49"
+    no_test.mkdir()
+    write_jsonl(no_test / "preferences.train.jsonl", [pair(user("Bake bread?"), "helpfulness")])
+    with pytest.raises(DataError, match="has no held-out pairs"):
+        load_prompts([str(no_test)], split="test")
+
+
 def test_guideline_filter_keeps_only_that_guidelines_prompts(exported):
     prompts = load_prompts([{"path": str(exported), "guidelines": ["safety"]}])
     assert [p.guideline for p in prompts] == ["safety"]
