@@ -5,7 +5,7 @@ from annotation_site.evaluation import views
 app_name = "evaluation"
 urlpatterns = [
     path("leaderboard/", views.leaderboard, name="leaderboard"),
-    path("checkpoints/<int:checkpoint_id>/", views.checkpoint, name="checkpoint"),
+    path("checkpoints/<id:checkpoint_id>/", views.checkpoint, name="checkpoint"),
     path("progress/", views.progress_page, name="progress"),
     path("progress/<slug:name>.png", views.progress_figure, name="progress-figure"),
 ]

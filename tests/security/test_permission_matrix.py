@@ -90,6 +90,8 @@ EXPECTED: dict[tuple[str, str], dict[str, int]] = {
     ("POST", "/api/runs/"): staff(400),
     ("GET", "/api/runs/configs/"): staff(200),
     ("GET", "/api/runs/accelerate-configs/"): staff(200),
+    # --- evaluation -----------------------------------------------------------------------------------------
+    ("GET", "/api/leaderboard/"): staff(200),
     ("GET", "/api/runs/compare/"): staff(400),  # without the runs to compare
     ("GET", "/api/runs/{run_id}/"): staff(404),
     ("GET", "/api/runs/{run_id}/progress/"): staff(404),
@@ -113,6 +115,10 @@ EXPECTED: dict[tuple[str, str], dict[str, int]] = {
     ("GET", "/runs/launch/"): research_pages(200),
     ("POST", "/runs/launch/"): research_pages(200),  # the form again, with its errors
     ("GET", "/runs/compare/"): research_pages(200),
+    ("GET", "/leaderboard/"): research_pages(200),
+    ("GET", "/checkpoints/{checkpoint_id}/"): research_pages(200),
+    ("GET", "/progress/"): research_pages(200),
+    ("GET", "/progress/{name}.png"): statuses(404, 404, 404, 404),  # the matrix fills {name} with no figure's name
     ("GET", "/runs/{run_id}/"): research_pages(404),
     ("GET", "/runs/{run_id}/curves.png"): research_pages(404),
     ("GET", "/runs/{run_id}/plots/{name}"): research_pages(404),
