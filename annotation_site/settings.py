@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "annotation_site.generation",
     "annotation_site.batches",
     "annotation_site.runs",
+    "annotation_site.quality",
 ]
 
 MIDDLEWARE = [
@@ -262,3 +263,17 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
 
+
+# --- Quality control (quality app) -------------------------------------------------------------
+# Defaults for guideline kinds without their own row in the admin (Quality > Guideline quality).
+QUALITY_GOLD_RATE = env_float("QUALITY_GOLD_RATE", 0.05)
+QUALITY_TOO_FAST_MS = env_int("QUALITY_TOO_FAST_MS", 4000, minimum=0)
+# A reward model "strongly disagrees" when it prefers the rejected response by at least this much.
+QUALITY_RM_CONFIDENT_DIFFERENCE = env_float("QUALITY_RM_CONFIDENT_DIFFERENCE", 2.0)
+# Annotator flags: gold accuracy whose 95% upper bound is below this, after this many gold answers.
+QUALITY_GOLD_MIN_ACCURACY = env_float("QUALITY_GOLD_MIN_ACCURACY", 0.7)
+QUALITY_MIN_GOLD_ANSWERS = env_int("QUALITY_MIN_GOLD_ANSWERS", 5, minimum=1)
+# Position bias, too-fast and agreement flags need at least this many comparisons.
+QUALITY_MIN_COMPARISONS = env_int("QUALITY_MIN_COMPARISONS", 20, minimum=1)
+# Flag an annotator whose share of "A" is surely (95%) more than this far from one half.
+QUALITY_POSITION_BIAS = env_float("QUALITY_POSITION_BIAS", 0.1)
