@@ -182,7 +182,11 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 # Training runs go to the "training" queue, consumed only by the GPU training worker
 # (docker-compose.yml); every other task goes to the default "celery" queue.
-CELERY_TASK_ROUTES = {"annotation_site.runs.tasks.*": {"queue": "training"}}
+CELERY_TASK_ROUTES = {
+    "annotation_site.runs.tasks.*": {"queue": "training"},
+    # Scoring comparisons with a reward model needs torch and the model's files.
+    "annotation_site.quality.tasks.reward_model_*": {"queue": "training"},
+}
 
 # --- Batches, checkpoints, serving ----------------------------------------------------------------
 EXPORT_ROOT = Path(env_str("EXPORT_ROOT", str(VAR_DIR / "exports")))
@@ -277,3 +281,6 @@ QUALITY_MIN_GOLD_ANSWERS = env_int("QUALITY_MIN_GOLD_ANSWERS", 5, minimum=1)
 QUALITY_MIN_COMPARISONS = env_int("QUALITY_MIN_COMPARISONS", 20, minimum=1)
 # Flag an annotator whose share of "A" is surely (95%) more than this far from one half.
 QUALITY_POSITION_BIAS = env_float("QUALITY_POSITION_BIAS", 0.1)
+# Initial beat intervals: scoring new comparisons with the reward models, and refreshing the flags.
+QUALITY_RM_SCORE_INTERVAL_S = env_int("QUALITY_RM_SCORE_INTERVAL_S", 600, minimum=1)
+QUALITY_FLAGS_INTERVAL_S = env_int("QUALITY_FLAGS_INTERVAL_S", 900, minimum=1)

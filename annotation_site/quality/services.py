@@ -237,3 +237,35 @@ def reward_model_scores_store(*, checkpoint_id: int, differences: dict[int, floa
     rows = [RewardModelScore(comparison_id=pk, checkpoint_id=checkpoint_id, difference=float(d)) for pk, d in differences.items()]
     RewardModelScore.objects.bulk_create(rows, batch_size=2000, ignore_conflicts=True)
     return len(rows)
+
+
+# Reward models stay loaded in the worker between tasks: loading one costs seconds, a task's
+# scoring of a few hundred comparisons about as much.
+_loaded_reward_models: dict[str, object] = {}
+
+
+def reward_model_agreement_update(*, guideline_kind: str, limit: int = 512, batch_size: int = 16) -> int:
+    """Score the two responses of comparisons the guideline's reward model has not scored yet, and
+    store chosen minus rejected; how many were scored. Runs on the training worker (torch), never
+    in the web process."""
+    from training.scoring import RewardModel
+
+    checkpoint = selectors.scoring_reward_model(guideline_kind)
+    if checkpoint is None:
+        return 0
+    pending = list(
+        Comparison.objects.filter(guideline_kind=guideline_kind, annotator__isnull=False)
+        .exclude(reward_model_scores__checkpoint=checkpoint)
+        .order_by("id")
+        .values_list("id", "item__dialogue__turns", "chosen__text", "rejected__text")[:limit]
+    )
+    if not pending:
+        return 0
+    model = _loaded_reward_models.get(checkpoint.path)
+    if model is None:
+        model = _loaded_reward_models[checkpoint.path] = RewardModel(checkpoint.path)
+    prompts = [turns for _, turns, _, _ in pending]
+    chosen = model.score(prompts, [text for _, _, text, _ in pending], batch_size=batch_size)
+    rejected = model.score(prompts, [text for _, _, _, text in pending], batch_size=batch_size)
+    differences = {pk: float(c - r) for (pk, _, _, _), c, r in zip(pending, chosen, rejected)}
+    return reward_model_scores_store(checkpoint_id=checkpoint.pk, differences=differences)
