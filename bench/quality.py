@@ -82,13 +82,13 @@ INSERT INTO annotation_sample (dialogue_id, text, model_name, sampling_params, f
 SELECT d.id, 'Answer ' || side || ' to ' || d.id, 'bench', '{}', 'stop', now()
   FROM annotation_dialogue d CROSS JOIN (VALUES ('a'), ('b')) AS sides(side);
 INSERT INTO annotation_item (task_kind, dialogue_id, guideline_kind, sample_a_id, sample_b_id, status, overlap, open_slots, priority, created_at)
-SELECT 'comparison', d.id, d.guideline_kind,
-       (SELECT min(s.id) FROM annotation_sample s WHERE s.dialogue_id = d.id),
-       (SELECT max(s.id) FROM annotation_sample s WHERE s.dialogue_id = d.id), 'done', 2, 0, 0, now()
-  FROM annotation_dialogue d;
+SELECT 'comparison', d.id, d.guideline_kind, s.a, s.b, 'done', 2, 0, 0, now()
+  FROM (SELECT dialogue_id, min(id) AS a, max(id) AS b FROM annotation_sample GROUP BY dialogue_id) s
+  JOIN annotation_dialogue d ON d.id = s.dialogue_id;
 INSERT INTO quality_golditem (item_id, better_sample_id, weakest_rating, source, created_at)
 SELECT i.id, i.sample_a_id, '', 'bench', now() FROM annotation_item i WHERE i.id %% 100 = 0;
 UPDATE annotation_item SET status = 'gold' WHERE id %% 100 = 0;
+ANALYZE;
 WITH users AS (SELECT array_agg(id ORDER BY id) AS ids FROM auth_user WHERE username LIKE 'bench-annotator-%%'),
      slots AS (SELECT i.id AS item_id, i.guideline_kind, i.sample_a_id, i.sample_b_id, k FROM annotation_item i CROSS JOIN (VALUES (0), (1)) ks(k))
 INSERT INTO annotation_comparison (item_id, annotator_id, guideline_kind, chosen_id, rejected_id, rating, shown_order,
