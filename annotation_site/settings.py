@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "annotation_site.batches",
     "annotation_site.runs",
     "annotation_site.evaluation",
+    "annotation_site.quality",
 ]
 
 MIDDLEWARE = [
@@ -279,6 +280,8 @@ CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_TASK_ROUTES = {
     "annotation_site.runs.tasks.*": {"queue": "training"},
     "annotation_site.generation.tasks.launch_deployment_server": {"queue": "serving"},
+    # Scoring comparisons with a reward model needs torch and the model's files.
+    "annotation_site.quality.tasks.reward_model_*": {"queue": "training"},
 }
 
 # --- Batches, checkpoints, serving ----------------------------------------------------------------
@@ -403,3 +406,20 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
 
+
+# --- Quality control (quality app) -------------------------------------------------------------
+# Defaults for guideline kinds without their own row in the admin (Quality > Guideline quality).
+QUALITY_GOLD_RATE = env_float("QUALITY_GOLD_RATE", 0.05)
+QUALITY_TOO_FAST_MS = env_int("QUALITY_TOO_FAST_MS", 4000, minimum=0)
+# A reward model "strongly disagrees" when it prefers the rejected response by at least this much.
+QUALITY_RM_CONFIDENT_DIFFERENCE = env_float("QUALITY_RM_CONFIDENT_DIFFERENCE", 2.0)
+# Annotator flags: gold accuracy whose 95% upper bound is below this, after this many gold answers.
+QUALITY_GOLD_MIN_ACCURACY = env_float("QUALITY_GOLD_MIN_ACCURACY", 0.7)
+QUALITY_MIN_GOLD_ANSWERS = env_int("QUALITY_MIN_GOLD_ANSWERS", 5, minimum=1)
+# Position bias, too-fast and agreement flags need at least this many comparisons.
+QUALITY_MIN_COMPARISONS = env_int("QUALITY_MIN_COMPARISONS", 20, minimum=1)
+# Flag an annotator whose share of "A" is surely (95%) more than this far from one half.
+QUALITY_POSITION_BIAS = env_float("QUALITY_POSITION_BIAS", 0.1)
+# Initial beat intervals: scoring new comparisons with the reward models, and refreshing the flags.
+QUALITY_RM_SCORE_INTERVAL_S = env_int("QUALITY_RM_SCORE_INTERVAL_S", 600, minimum=1)
+QUALITY_FLAGS_INTERVAL_S = env_int("QUALITY_FLAGS_INTERVAL_S", 900, minimum=1)

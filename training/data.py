@@ -33,6 +33,9 @@ GUIDELINES = ("helpfulness", "safety")
 RATINGS = ("significantly_better", "better", "slightly_better", "negligibly_better")
 PREFERENCE_FILES = {"train": "preferences.train.jsonl", "test": "preferences.test.jsonl"}
 SFT_FILE = "sft.jsonl"
+# Comparisons of earlier batches that quality control excluded after they were exported
+# (docs/export-format.md): dropped from every folder a mix reads.
+RETRACTED_FILE = "retracted.jsonl"
 
 
 class DataError(ValueError):
@@ -75,12 +78,14 @@ class MixReport:
     rows_per_source: dict[str, int] = field(default_factory=dict)
     dropped_guideline: dict[str, int] = field(default_factory=dict)
     dropped_unsafe_chosen: dict[str, int] = field(default_factory=dict)
+    dropped_retracted: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "rows_per_source": self.rows_per_source,
             "dropped_other_guideline": self.dropped_guideline,
             "dropped_chosen_unsafe_other_safe": self.dropped_unsafe_chosen,
+            "dropped_retracted": self.dropped_retracted,
         }
 
 
@@ -107,16 +112,18 @@ def parse_sources(entries: list[dict[str, Any] | str]) -> list[DataSource]:
 def load_preferences(sources: list[DataSource], *, split: str = "train", seed: int = 0) -> tuple[list[dict], MixReport]:
     """Read, filter and mix the preference pairs of `split` from every source."""
     report = MixReport()
+    retracted = retracted_comparisons(sources)
     per_source = {}
     for source in sources:
         rows = read_preference_file(_source_file(source, PREFERENCE_FILES[split]), default_source=source.name)
-        per_source[source.name] = _filter(rows, source, report)
+        per_source[source.name] = _filter(_without_retracted(rows, retracted, source, report), source, report)
     return _mix(sources, per_source, report, seed), report
 
 
 def load_eval_splits(sources: list[DataSource]) -> tuple[dict[str, list[dict]], MixReport]:
     """The held-out pairs of every source, one split per source and guideline (as in Table 7)."""
     report = MixReport()
+    retracted = retracted_comparisons(sources)
     splits: dict[str, list[dict]] = {}
     for source in sources:
         if not source.evaluate:
@@ -124,7 +131,8 @@ def load_eval_splits(sources: list[DataSource]) -> tuple[dict[str, list[dict]], 
         path = _source_file(source, PREFERENCE_FILES["test"], required=False)
         if path is None:
             continue
-        rows = _filter(read_preference_file(path, default_source=source.name), source, report)
+        rows = read_preference_file(path, default_source=source.name)
+        rows = _filter(_without_retracted(rows, retracted, source, report), source, report)
         guidelines = sorted({row.get("guideline") or "" for row in rows})
         for guideline in guidelines:
             name = f"{source.name}/{guideline}" if guideline and len(guidelines) > 1 else source.name
@@ -167,6 +175,26 @@ def read_sft_file(path: Path, *, default_source: str) -> list[dict]:
         row.setdefault("source", default_source)
         rows.append(row)
     return rows
+
+
+def retracted_comparisons(sources: list[DataSource]) -> set[int]:
+    """Comparison ids that any of the folders retracts (their `retracted.jsonl`)."""
+    retracted: set[int] = set()
+    for source in sources:
+        folder = Path(source.path)
+        path = folder / RETRACTED_FILE if folder.is_dir() else None
+        if path is not None and path.is_file():
+            for line_number, row in _read_jsonl(path):
+                if not isinstance(row.get("comparison_id"), int):
+                    raise DataError(f"{path}:{line_number}: each line needs an integer comparison_id")
+                retracted.add(row["comparison_id"])
+    return retracted
+
+
+def _without_retracted(rows: list[dict], retracted: set[int], source: DataSource, report: MixReport) -> list[dict]:
+    kept = [row for row in rows if row.get("comparison_id") not in retracted] if retracted else rows
+    report.dropped_retracted[source.name] = report.dropped_retracted.get(source.name, 0) + len(rows) - len(kept)
+    return kept
 
 
 def is_chosen_unsafe_other_safe(row: dict) -> bool:

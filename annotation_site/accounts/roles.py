@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from annotation_site.accounts.models import Role
 
-PLATFORM_APPS = ("accounts", "annotation", "generation", "batches", "runs")
+PLATFORM_APPS = ("accounts", "annotation", "generation", "batches", "runs", "quality")
 # Admins also manage the weekly schedule (django-celery-beat's periodic tasks).
 ADMIN_APPS = PLATFORM_APPS + ("django_celery_beat",)
 ADMIN_EXTRA = {
@@ -25,7 +25,7 @@ ADMIN_EXTRA = {
 # Models admins may only view: the audit log is written by the platform, never edited.
 ADMIN_READ = {"auditlog": ("logentry",)}
 RESEARCHER_OWN_APPS = ("generation", "runs")
-RESEARCHER_READ_APPS = ("batches",)
+RESEARCHER_READ_APPS = ("batches", "quality")
 STAFF_ROLES = (Role.ADMIN, Role.RESEARCHER)
 
 

@@ -191,6 +191,9 @@ class ItemStatus(models.TextChoices):
     READY = "ready", "Ready"
     DONE = "done", "Done"
     RETIRED = "retired", "Retired"
+    # A gold item (quality app): served to each annotator once by the gold claim, never by the
+    # ordinary one, and never closed by a submit.
+    GOLD = "gold", "Gold"
 
 
 class Item(models.Model):

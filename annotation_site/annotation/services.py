@@ -361,6 +361,21 @@ def _claim_step_by_step(*, annotator, guideline_kinds: list[str], task_kind: str
     return selectors.assignment_get_for(assignment_id=assignment_id, annotator=annotator)
 
 
+def _claim_gold_now_and_then(*, annotator, guideline_kinds: list[str], task_kind: str | None, now: dt.datetime):
+    """At the guideline's gold rate, a gold item instead of the next one (quality app), unless the
+    annotator has a live claim (a reload shows the same item). The draw costs no query on the
+    claims that do not serve gold, so the hot path pays only on the few that do."""
+    from annotation_site.quality import services as quality
+
+    if not quality.gold_draw(guideline_kinds=guideline_kinds):
+        return None
+    live = selectors.assignment_live_for(annotator=annotator, guideline_kinds=guideline_kinds, task_kind=task_kind)
+    if live is not None:
+        return live
+    assignment_id = quality.gold_claim_next(annotator=annotator, guideline_kinds=guideline_kinds, task_kind=task_kind, now=now)
+    return None if assignment_id is None else selectors.assignment_get_for(assignment_id=assignment_id, annotator=annotator)
+
+
 def assignment_claim_next(*, annotator, guideline_kind: str | None = None, task_kind: str | None = None) -> Assignment | None:
     """Give the annotator their next item, or None when nothing is ready for them.
 
@@ -376,6 +391,9 @@ def assignment_claim_next(*, annotator, guideline_kind: str | None = None, task_
         return None
     now = timezone.now()
     _sweep_expired_now_and_then(now)
+    gold = _claim_gold_now_and_then(annotator=annotator, guideline_kinds=kinds, task_kind=task_kind, now=now)
+    if gold is not None:
+        return gold
     in_one_statement = connection.vendor == "postgresql"
     for _attempt in range(3):
         try:

@@ -13,6 +13,10 @@ class AuditEvent(models.TextChoices):
     BATCH_DOWNLOAD = "batch.download", "Batch downloaded"
     RUN_LAUNCH = "run.launch", "Training run launched"
     RUN_CANCEL = "run.cancel", "Training run cancelled"
+    QUALITY_EXCLUDE = "quality.exclude", "Comparison excluded from training"
+    QUALITY_EXCLUDE_RANGE = "quality.exclude_range", "An annotator's comparisons excluded"
+    QUALITY_REVIEW = "quality.review", "Flagged comparison reviewed"
+    QUALITY_GOLD = "quality.gold", "Item marked gold"
 
 
 # Downloads read data; every other event changes something.

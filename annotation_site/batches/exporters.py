@@ -692,6 +692,18 @@ def _write_sft(demonstrations: QuerySet, folder: Path, options: ExportOptions, c
     return {SFT_FILE: {"rows": out.rows, "sha256": out.sha256.hexdigest()}}, dict(sorted(by_guideline.items()))
 
 
+RETRACTED_FILE = "retracted.jsonl"
+
+
+def _write_retracted(folder: Path, retracted: list[dict]) -> dict:
+    """`retracted.jsonl`: comparisons of earlier batches that quality control excluded since they
+    were exported; the training data loader drops them from every folder it reads."""
+    lines = b"".join(orjson.dumps(entry, option=_ORJSON_LINE) for entry in retracted)
+    (folder / RETRACTED_FILE).write_bytes(lines)
+    _fsync_path(folder / RETRACTED_FILE)
+    return {RETRACTED_FILE: {"rows": len(retracted), "sha256": hashlib.sha256(lines).hexdigest()}}
+
+
 def _fsync_path(path: Path) -> None:
     descriptor = os.open(path, os.O_RDONLY)
     try:
@@ -716,6 +728,9 @@ def _data_card(manifest: dict) -> str:
         f"- test split: {manifest['test_split']['rule']}",
         "- pairs whose chosen response is unsafe while the other is safe are left out "
         f"({manifest['excluded_chosen_unsafe_other_safe']} left out)",
+        f"- quality control held back {manifest['held_back']['gold']} answers on gold items and "
+        f"{sum(manifest['held_back']['excluded'].values())} excluded comparisons; "
+        f"{manifest['files'][RETRACTED_FILE]['rows']} comparisons of earlier batches are retracted (`{RETRACTED_FILE}`)",
         "",
     ]
     for name in ("guideline", "rating", "safety_bin", "source", "annotator"):
@@ -775,10 +790,16 @@ def write_export(
     comparisons: QuerySet,
     demonstrations: QuerySet,
     options: ExportOptions,
+    held_back: dict | None = None,
+    retracted: list[dict] | None = None,
     chunk_size: int = 5000,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> dict:
-    """Write every export file into `folder` (which must exist and be empty); returns the manifest."""
+    """Write every export file into `folder` (which must exist and be empty); returns the manifest.
+
+    `held_back` counts what quality control left out of `comparisons` (gold answers, exclusions by
+    reason); `retracted` lists comparisons of earlier batches to drop from training from now on.
+    """
     excluded, counts = comparison_counts(comparisons)
     kept = sum(counts["guideline"].values())
     report = on_progress or (lambda done, total: None)
@@ -788,6 +809,7 @@ def write_export(
     counts["split"] = {split: files[name]["rows"] for split, name in zip(SPLITS, PREFERENCE_FILES)}
     sft_files, sft_counts = _write_sft(demonstrations, folder, options, chunk_size)
     files.update(sft_files)
+    files.update(_write_retracted(folder, retracted or []))
     manifest = {
         "format_version": EXPORT_FORMAT_VERSION,
         "name": name,
@@ -797,6 +819,7 @@ def write_export(
         "comparisons": kept,
         "demonstrations": sft_files[SFT_FILE]["rows"],
         "excluded_chosen_unsafe_other_safe": excluded,
+        "held_back": held_back or {"gold": 0, "excluded": {}},
         "margin_table": options.margin_table,
         "margins": dict(MARGIN_TABLES[options.margin_table]),
         "test_split": {

@@ -21,6 +21,7 @@ from annotation_site.audit.services import AuditEvent, audit_record
 from annotation_site.batches.exporters import ExportError, ExportOptions, atomic_folder, remove_partial_exports, write_export
 from annotation_site.batches.models import Batch, BatchState
 from annotation_site.errors import ApplicationError, Conflict, NotFound
+from annotation_site.quality import selectors as quality
 
 logger = logging.getLogger(__name__)
 
@@ -205,10 +206,15 @@ def _progress_recorder(batch_id: int, attempt: int, on_progress: Callable[[int, 
 
 
 def _write_batch(batch: Batch, folder: Path, on_progress) -> dict:
+    # Quality control: gold answers and comparisons excluded before the close stay out (counted in
+    # the manifest); exclusions of earlier batches' comparisons made since are listed (retracted).
+    in_batch = Comparison.objects.filter(batch=batch)
     return write_export(
         folder=folder,
         name=batch.week,
-        comparisons=Comparison.objects.filter(batch=batch),
+        comparisons=quality.training_comparisons(in_batch, excluded_before=batch.closed_at),
+        held_back=quality.held_back_counts(in_batch, excluded_before=batch.closed_at),
+        retracted=quality.retracted_by(batch),
         demonstrations=Demonstration.objects.filter(batch=batch),
         options=_batch_options(batch),
         chunk_size=settings.BATCH_EXPORT_CHUNK_SIZE,
@@ -265,6 +271,8 @@ def batch_export(
         "comparisons": manifest["comparisons"],
         "demonstrations": manifest["demonstrations"],
         "excluded_chosen_unsafe_other_safe": manifest["excluded_chosen_unsafe_other_safe"],
+        "held_back": manifest["held_back"],
+        "retracted": manifest["files"]["retracted.jsonl"]["rows"],
         **manifest["counts"],
     }
     finished = current.update(
@@ -303,9 +311,10 @@ def source_export(*, name: str, out_dir: Path, test_size: float | str = 0, on_pr
     """
     if name == ANNOTATION_SOURCE:
         raise ApplicationError('"annotation" is the platform\'s own data: export it by batch with export_batch.')
-    comparisons = Comparison.objects.filter(source=name)
+    all_comparisons = Comparison.objects.filter(source=name)
+    comparisons = quality.training_comparisons(all_comparisons)
     demonstrations = Demonstration.objects.filter(source=name)
-    if not comparisons.exists() and not demonstrations.exists():
+    if not all_comparisons.exists() and not demonstrations.exists():
         from annotation_site.batches.selectors import source_names
 
         known = ", ".join(source_names()) or "none imported yet"
@@ -323,6 +332,7 @@ def source_export(*, name: str, out_dir: Path, test_size: float | str = 0, on_pr
                 folder=folder,
                 name=name,
                 comparisons=comparisons,
+                held_back=quality.held_back_counts(all_comparisons),
                 demonstrations=demonstrations,
                 options=options,
                 chunk_size=settings.BATCH_EXPORT_CHUNK_SIZE,

@@ -92,6 +92,9 @@ EXPECTED: dict[tuple[str, str], dict[str, int]] = {
     ("GET", "/api/runs/accelerate-configs/"): staff(200),
     # --- evaluation -----------------------------------------------------------------------------------------
     ("GET", "/api/leaderboard/"): staff(200),
+    # --- quality control: researchers read, admins act ------------------------------------------------------
+    ("GET", "/api/quality/annotators/"): staff(200),
+    ("GET", "/api/quality/summary/"): staff(200),
     ("GET", "/api/runs/compare/"): staff(400),  # without the runs to compare
     ("GET", "/api/runs/{run_id}/"): staff(404),
     ("GET", "/api/runs/{run_id}/progress/"): staff(404),
@@ -116,6 +119,10 @@ EXPECTED: dict[tuple[str, str], dict[str, int]] = {
     ("POST", "/runs/launch/"): research_pages(200),  # the form again, with its errors
     ("GET", "/runs/compare/"): research_pages(200),
     ("GET", "/leaderboard/"): research_pages(200),
+    ("GET", "/quality/"): research_pages(200),
+    ("GET", "/quality/annotators/{annotator_id}/"): research_pages(200),
+    ("GET", "/quality/review/"): statuses(LOGIN, 403, 403, 200),
+    ("POST", "/quality/review/refresh/"): statuses(LOGIN, 403, 403, 302),
     ("GET", "/checkpoints/{checkpoint_id}/"): research_pages(200),
     ("GET", "/progress/"): research_pages(200),
     ("GET", "/progress/{name}.png"): statuses(404, 404, 404, 404),  # the matrix fills {name} with no figure's name
@@ -202,6 +209,7 @@ def world(db, settings, tmp_path, celery_eager):
         "batch_id": 999_999,
         "run_id": 999_999,
         "name": "loss.png",
+        "annotator_id": owner.pk,
     }
     users = {ANON: None, **{role: make_user(role) for role in ROLES[1:]}}
     return ids, users

@@ -231,7 +231,7 @@ def test_the_workers_health_check_command_answers_for_a_running_worker_only(post
 
 # --- Settings ------------------------------------------------------------------------------------
 
-_READ = re.compile(r"env_(?:str|int|bool|float|list)\(\s*\"([A-Z0-9_]+)\"")
+_READ = re.compile(r"env_(?:str|int|bool|float|list|secret)\(\s*\"([A-Z0-9_]+)\"")
 
 
 def _example_variables() -> set[str]:

@@ -161,7 +161,7 @@ def test_manifest_counts_and_checksums_describe_the_files():
     assert manifest["code_version"] == services.code_version() != ""
     expected_files = {
         "preferences.train.jsonl", "preferences.test.jsonl", "preferences.train.parquet",
-        "preferences.test.parquet", "hh.train.jsonl", "hh.test.jsonl", "sft.jsonl",
+        "preferences.test.parquet", "hh.train.jsonl", "hh.test.jsonl", "sft.jsonl", "retracted.jsonl",
     }  # fmt: skip
     assert set(manifest["files"]) == expected_files
     assert {p.name for p in folder.iterdir()} == expected_files | {"manifest.json", "README.md"}

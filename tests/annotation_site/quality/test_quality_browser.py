@@ -1,0 +1,64 @@
+"""An admin in a real browser (Playwright driving Debian's Chromium) reads the quality dashboard,
+opens an annotator's page and decides a flagged comparison in the review queue."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from annotation_site.quality.models import Flag, Review
+from tests.annotation_site.batches.factories import make_annotator, make_comparison
+from tests.annotation_site.quality.factories import make_admin
+from tests.conftest import require
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+@pytest.fixture
+def page(live_server, monkeypatch):
+    require(shutil.which(CHROMIUM) is not None, f"needs Chromium at {CHROMIUM} (make chromium)")
+    from playwright.sync_api import sync_playwright
+
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.set_default_timeout(10_000)
+        yield page
+        browser.close()
+
+
+def test_an_admin_reads_the_dashboard_and_excludes_a_flagged_comparison(page, live_server, tmp_path):
+    make_admin("qadmin")
+    rater = make_annotator("rater")
+    comparisons = [make_comparison(annotator=rater, rating=rating) for rating in ("better", "significantly_better", "slightly_better")]
+    Flag.objects.create(comparison=comparisons[0], reason="too_fast", detail="120 ms on the item")
+
+    page.goto(f"{live_server.url}/accounts/login/?next=/quality/")
+    page.fill("#id_username", "qadmin")
+    page.fill("#id_password", "pw-123456")
+    page.click("button[type=submit]")
+    page.wait_for_url("**/quality/")
+    assert page.locator('tr[data-annotator="rater"] td').nth(1).inner_text() == "3"
+    assert page.locator('figure[data-figure="ratings"] svg').count() == 1
+    page.screenshot(path=str(tmp_path / "quality-dashboard.png"), full_page=True)
+
+    page.click('tr[data-annotator="rater"] a')
+    page.wait_for_url("**/quality/annotators/*/")
+    assert "rater" in page.locator("h1").inner_text()
+
+    page.click("text=Review queue")
+    entry = page.locator(f'section[data-comparison="{comparisons[0].pk}"]')
+    assert "120 ms on the item" in entry.inner_text()
+    entry.locator("select[name=decision]").select_option("exclude")
+    entry.locator("input[name=reason]").fill("submitted in 120 ms")
+    entry.locator("button[type=submit]").click()
+    page.wait_for_selector("text=exclude.")
+    assert page.locator(f'section[data-comparison="{comparisons[0].pk}"]').count() == 0
+    assert Review.objects.get(comparison=comparisons[0]).decision == "exclude"
