@@ -2,36 +2,14 @@
 opens an annotator's page and decides a flagged comparison in the review queue."""
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 from annotation_site.quality.models import Flag, Review
 from tests.annotation_site.batches.factories import make_annotator, make_comparison
 from tests.annotation_site.quality.factories import make_admin
-from tests.conftest import require
+from tests.browser.test_annotate_page import page  # noqa: F401 (the Chromium page fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
-
-
-@pytest.fixture
-def page(live_server, monkeypatch):
-    require(shutil.which(CHROMIUM) is not None, f"needs Chromium at {CHROMIUM} (make chromium)")
-    from playwright.sync_api import sync_playwright
-
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.set_default_timeout(10_000)
-        yield page
-        browser.close()
 
 
 def test_an_admin_reads_the_dashboard_and_excludes_a_flagged_comparison(page, live_server, tmp_path):
