@@ -24,6 +24,7 @@ from annotation_site.annotation.models import Comparison, GuidelineKind, Rating
 from annotation_site.errors import ApplicationError
 from annotation_site.evaluation import bradley_terry
 from annotation_site.generation.models import Checkpoint
+from annotation_site.quality import selectors as quality_selectors
 
 CHECKPOINTS, NAMED = "checkpoints", "named"
 IMPORT_PREFIX = "import:"  # model_name of imported samples that name no model (annotation/imports.py)
@@ -107,7 +108,8 @@ def votes(*, guideline: str | None = None, week: str | None = None) -> QuerySet[
     if guideline is not None and guideline not in GuidelineKind.values:
         raise ApplicationError(f'Unknown guideline "{guideline}": use {" or ".join(GuidelineKind.values)}.',
                                extra={"field": "guideline"})
-    comparisons = Comparison.objects.all()
+    # Quality control's exclusions are respected, and answers on gold items are no votes.
+    comparisons = quality_selectors.training_comparisons(Comparison.objects.all())
     if guideline:
         comparisons = comparisons.filter(guideline_kind=guideline)
     if week:

@@ -80,6 +80,18 @@ def test_only_comparisons_between_two_checkpoints_are_votes_between_them(stream)
         assert row.lower <= row.strength <= row.upper
 
 
+def test_excluded_comparisons_are_no_votes(stream):
+    from annotation_site.evaluation.selectors import leaderboard
+    from annotation_site.quality.services import comparison_exclude
+
+    admin = user_create(username="qa", role="admin", password="pw-123456")
+    for comparison in Comparison.objects.filter(chosen__checkpoint=stream["old"], rejected__checkpoint=stream["new"]):
+        comparison_exclude(comparison=comparison, reason="failed review", excluded_by=admin)
+    board = leaderboard(guideline="helpfulness", bootstrap_rounds=20).boards["checkpoints"]
+    assert board.votes == 6 + 3 + 1
+    assert {row.name: row.wins for row in board.standings}["ppo-v1"] == 0  # its two wins were excluded
+
+
 def test_each_pair_shows_its_votes_win_rate_and_rating_split(stream):
     from annotation_site.evaluation.selectors import leaderboard
 
