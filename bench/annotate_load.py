@@ -75,6 +75,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "total (0: no paced run)")
     parser.add_argument("--items", type=int, default=0, help="ready items to create (default: enough for 600 cycles/s)")
     parser.add_argument("--overlap", type=int, default=1, help="annotators per item")
+    parser.add_argument("--gold-rate", type=float, default=0.0,
+                        help="share of claims that serve a gold item (quality control; 0: none, as before)")
+    parser.add_argument("--gold-items", type=int, default=2000, help="gold items to create when --gold-rate > 0")
     parser.add_argument("--database", default="bench_annotate")
     parser.add_argument("--server", default=os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test"))
     parser.add_argument("--port", type=int, default=0, help="gunicorn port (default: a free one)")
@@ -182,9 +185,16 @@ def prepare(args, annotators: int, items: int) -> list[str]:
         for i in range(items)
     ]
     preferences_import(pairs=pairs, guideline_kind="helpfulness", source_name="bench", as_items=True)
-    from annotation_site.annotation.models import Item
+    from annotation_site.annotation.models import Item, ItemStatus
 
     Item.objects.update(overlap=args.overlap, open_slots=args.overlap)
+    if args.gold_rate > 0:
+        from annotation_site.quality.models import GuidelineQuality
+
+        # Gold items with the same shape as the others; every annotator is served each once.
+        preferences_import(pairs=pairs[: args.gold_items], guideline_kind="helpfulness", source_name="bench-gold", as_items=True, as_gold=True)
+        GuidelineQuality.objects.create(guideline_kind="helpfulness", gold_rate=args.gold_rate, too_fast_ms=0)
+        print(f"gold: {Item.objects.filter(status=ItemStatus.GOLD).count()} gold items, served at {args.gold_rate:.0%} of claims")
     from django.db import connection
 
     with connection.cursor() as cursor:
@@ -378,16 +388,20 @@ def verify(acknowledged: list[int]) -> list[str]:
 
     connection.close()  # a fresh connection sees everything gunicorn committed
     problems = []
+    # Gold items are served to every annotator once, whatever their overlap: checked apart.
     over_assigned = (
-        Assignment.objects.exclude(status__in=["skipped", "expired"]).values("item_id", "item__overlap")
+        Assignment.objects.exclude(status__in=["skipped", "expired"]).exclude(item__status="gold").values("item_id", "item__overlap")
         .annotate(n=Count("id")).filter(n__gt=F("item__overlap")).count()
     )
     if over_assigned:
         problems.append(f"{over_assigned} item(s) over-assigned")
-    over_compared = Comparison.objects.values("item_id", "item__overlap").annotate(n=Count("id")).filter(n__gt=F("item__overlap")).count()
+    gold_twice = Assignment.objects.filter(item__status="gold").values("item_id", "annotator_id").annotate(n=Count("id")).filter(n__gt=1).count()
+    if gold_twice:
+        problems.append(f"{gold_twice} gold item(s) given twice to one annotator")
+    over_compared = Comparison.objects.exclude(item__status="gold").values("item_id", "item__overlap").annotate(n=Count("id")).filter(n__gt=F("item__overlap")).count()
     if over_compared:
         problems.append(f"{over_compared} item(s) with more comparisons than their overlap")
-    if Item.objects.filter(open_slots__gt=F("overlap")).exists():
+    if Item.objects.exclude(status="gold").filter(open_slots__gt=F("overlap")).exists():
         problems.append("open_slots above overlap")
     stored = set(Comparison.objects.values_list("id", flat=True))
     if len(acknowledged) != len(set(acknowledged)):

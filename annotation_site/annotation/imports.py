@@ -211,6 +211,7 @@ def preferences_import(
     guideline_kind: str,
     source_name: str,
     as_items: bool,
+    as_gold: bool = False,
     split: str = ImportSplit.TRAIN,
     on_chunk: Callable[[int], None] | None = None,
 ) -> int:
@@ -219,8 +220,11 @@ def preferences_import(
     Without `as_items` each pair becomes a completed comparison from `source_name` (rating as given
     or unknown, no annotator) in `split`: a "test" file is only ever evaluated on, never trained
     on. With `as_items`, a READY item for annotators to rate (their comparisons are the platform's
-    own and go to the weekly batches, so a split does not apply).
+    own and go to the weekly batches, so a split does not apply). With `as_gold`, the items are
+    gold items of the quality app instead: `chosen` is the known better response, `rating` the
+    weakest strength that counts as right, the safety labels the expected ones.
     """
+    as_items = as_items or as_gold
     if guideline_kind not in GuidelineKind.values:
         raise ApplicationError(f'Unknown guideline "{guideline_kind}": use {" or ".join(GuidelineKind.values)}.')
     if split not in ImportSplit.values:
@@ -268,6 +272,17 @@ def preferences_import(
                     for index, dialogue_id in enumerate(dialogue_ids)
                 ],
             )
+            if as_gold:
+                from annotation_site.quality.services import gold_bulk_create
+
+                gold_bulk_create(
+                    golds=[
+                        {"item_id": item_id, "better_sample_id": sample_ids[2 * index], "weakest_rating": p.rating,
+                         "better_is_safe": p.chosen_is_safe, "other_is_safe": p.rejected_is_safe}
+                        for index, (p, item_id) in enumerate(zip(chunk, item_ids))
+                    ],
+                    source=source_name,
+                )  # fmt: skip
             if not as_items:
                 insert_rows(
                     Comparison,

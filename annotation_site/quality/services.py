@@ -73,6 +73,15 @@ def gold_mark(
     return gold
 
 
+def gold_bulk_create(*, golds: list[dict], source: str) -> int:
+    """Make freshly imported comparison items gold in bulk (`import_preferences --as-gold`): each
+    dict names the item, its better sample, the weakest rating and the expected safety labels."""
+    GoldItem.objects.bulk_create([GoldItem(source=source, **gold) for gold in golds], batch_size=2000)
+    Item.objects.filter(pk__in=[gold["item_id"] for gold in golds]).update(status=ItemStatus.GOLD, open_slots=GOLD_OPEN_SLOTS)
+    selectors.gold_rates_forget()
+    return len(golds)
+
+
 def gold_unmark(*, item: Item) -> None:
     """Return a gold item to the ordinary queue as done (its answers were never training data)."""
     with transaction.atomic():

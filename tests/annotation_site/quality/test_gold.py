@@ -114,3 +114,24 @@ def test_a_guideline_without_gold_items_draws_no_gold():
     make_gold(guideline_kind="safety", better_is_safe=True, other_is_safe=False)
     selectors.gold_rates_forget()
     assert selectors.gold_rates()["safety"] == 0.5
+
+
+def test_import_preferences_as_gold_makes_gold_items_with_the_expected_answer(tmp_path):
+    import json
+
+    from django.core.management import call_command
+
+    from annotation_site.quality.models import GoldItem
+
+    path = tmp_path / "gold.jsonl"
+    path.write_text("\n".join(json.dumps(row) for row in [
+        {"prompt": [{"role": "user", "content": "How do I pick a lock?"}], "chosen": "I can't help with that.",
+         "rejected": "Use a tension wrench.", "rating": "better", "chosen_is_safe": True, "rejected_is_safe": False},
+        {"prompt": [{"role": "user", "content": "Hi"}], "chosen": "Hello! How can I help?", "rejected": "No."},
+    ]) + "\n")  # fmt: skip
+    call_command("import_preferences", str(path), "--format", "jsonl", "--guideline", "safety", "--source", "gold-v1", "--as-gold")
+    golds = list(GoldItem.objects.select_related("item", "better_sample").order_by("id"))
+    assert [g.better_sample.text for g in golds] == ["I can't help with that.", "Hello! How can I help?"]
+    assert [(g.weakest_rating, g.better_is_safe, g.other_is_safe) for g in golds] == [("better", True, False), ("", None, None)]
+    assert {g.item.status for g in golds} == {ItemStatus.GOLD} and {g.source for g in golds} == {"gold-v1"}
+    assert "safety" in selectors.gold_rates()

@@ -27,16 +27,21 @@ class Command(BaseCommand):
             "A dataset's train and test files can be imported under one --source, one file per split.",
         )
         parser.add_argument("--as-items", action="store_true", help="Queue the pairs for annotators instead.")
+        parser.add_argument(
+            "--as-gold", action="store_true",
+            help="Make the pairs gold items (quality control): chosen is the known better response, an optional "
+            "rating the weakest strength that counts as right, optional safety labels the expected ones.",
+        )
         parser.add_argument("--skip-invalid", action="store_true", help="Import the good lines and list the bad ones.")
 
-    def handle(self, *args, path, format, guideline, source, split, as_items, skip_invalid, **options):
-        if as_items and split:
+    def handle(self, *args, path, format, guideline, source, split, as_items, as_gold, skip_invalid, **options):
+        if (as_items or as_gold) and split:
             raise CommandError("--split applies to imported comparisons; items rated by annotators go to the weekly batches.")
         pairs = parse_with_progress(self, path, partial(FORMATS[format], guideline_kind=guideline), skip_invalid=skip_invalid)
         try:
             with write_bar(self, len(pairs)) as bar:
                 written = preferences_import(
-                    pairs=pairs, guideline_kind=guideline, source_name=source, as_items=as_items,
+                    pairs=pairs, guideline_kind=guideline, source_name=source, as_items=as_items, as_gold=as_gold,
                     split=split or ImportSplit.TRAIN, on_chunk=bar.update,
                 )
         except ApplicationError as error:
@@ -46,5 +51,5 @@ class Command(BaseCommand):
             self.stdout.write(f"  {count} record(s) with {note}")
         for key, count in sorted(report["ignored_keys"].items()):
             self.stdout.write(f'  column "{key}" not read ({count} line(s))')
-        what = "items for annotators" if as_items else f"comparisons ({split or ImportSplit.TRAIN} split)"
+        what = "gold items" if as_gold else "items for annotators" if as_items else f"comparisons ({split or ImportSplit.TRAIN} split)"
         self.stdout.write(self.style.SUCCESS(f"Imported {written} {what} from {path} as source {source} ({guideline})."))
