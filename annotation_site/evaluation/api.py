@@ -26,5 +26,5 @@ class LeaderboardApi(APIView):
         query.is_valid(raise_exception=True)
         data = query.validated_data
         board = selectors.leaderboard(guideline=data["guideline"] or None, week=data["week"] or None,
-                                      bootstrap_rounds=data["bootstrap"])
+                                      trusted=data["trusted"], bootstrap_rounds=data["bootstrap"])
         return Response(LeaderboardSerializer(board).data)

@@ -104,7 +104,9 @@ def week_range(week: str) -> tuple[dt.datetime, dt.datetime]:
     return start, start + dt.timedelta(days=7)
 
 
-def votes(*, guideline: str | None = None, week: str | None = None) -> QuerySet[Comparison]:
+def votes(*, guideline: str | None = None, week: str | None = None, trusted: bool = False) -> QuerySet[Comparison]:
+    """The comparisons that vote: quality control's exclusions left out, and with `trusted` also
+    every comparison by an annotator the quality report flags."""
     if guideline is not None and guideline not in GuidelineKind.values:
         raise ApplicationError(f'Unknown guideline "{guideline}": use {" or ".join(GuidelineKind.values)}.',
                                extra={"field": "guideline"})
@@ -115,6 +117,8 @@ def votes(*, guideline: str | None = None, week: str | None = None) -> QuerySet[
     if week:
         start, end = week_range(week)
         comparisons = comparisons.filter(created_at__gte=start, created_at__lt=end)
+    if trusted:
+        comparisons = comparisons.exclude(annotator_id__in=quality_selectors.flagged_annotator_ids(guideline_kind=guideline))
     return comparisons
 
 
@@ -177,13 +181,13 @@ def board_from_votes(kind: str, table: list[dict], *, rounds: int, seed: int = 0
     return Board(kind, standings, win_rates, [[int(played[i, j]) for j in order] for i in order], pairs, int(wins.sum()))
 
 
-def leaderboard(*, guideline: str | None = None, week: str | None = None,
+def leaderboard(*, guideline: str | None = None, week: str | None = None, trusted: bool = False,
                 bootstrap_rounds: int = DEFAULT_BOOTSTRAP_ROUNDS, seed: int = 0) -> Leaderboard:
     """Both boards for a guideline (None: all) and an ISO week (None: all time)."""
     if not 0 <= bootstrap_rounds <= MAX_BOOTSTRAP_ROUNDS:
         raise ApplicationError(f"bootstrap must be between 0 and {MAX_BOOTSTRAP_ROUNDS} rounds, got {bootstrap_rounds}.",
                                extra={"field": "bootstrap"})
-    comparisons = votes(guideline=guideline, week=week)
+    comparisons = votes(guideline=guideline, week=week, trusted=trusted)
     result = Leaderboard(guideline, week, bootstrap_rounds)
     for kind in (CHECKPOINTS, NAMED):
         result.boards[kind] = board_from_votes(kind, vote_table(comparisons, kind), rounds=bootstrap_rounds, seed=seed)

@@ -11,6 +11,8 @@ class LeaderboardInputSerializer(serializers.Serializer):
     guideline = serializers.ChoiceField(choices=GuidelineKind.choices, required=False, allow_blank=True, default="",
                                         help_text="helpfulness or safety; empty: every comparison.")
     week = serializers.CharField(required=False, allow_blank=True, default="", help_text='ISO week, e.g. "2026-W48".')
+    trusted = serializers.BooleanField(required=False, default=False,
+                                       help_text="Leave out every comparison by an annotator quality control flags.")
     bootstrap = serializers.IntegerField(required=False, default=DEFAULT_BOOTSTRAP_ROUNDS, min_value=0,
                                          max_value=MAX_BOOTSTRAP_ROUNDS, help_text="Bootstrap rounds of the intervals.")
 

@@ -19,6 +19,8 @@ class LeaderboardForm(forms.Form):
     guideline = forms.ChoiceField(choices=[("", "all guidelines"), *GuidelineKind.choices], required=False)
     week = forms.CharField(required=False, help_text="ISO week, e.g. 2026-W48; empty: all time.",
                            widget=forms.TextInput(attrs={"placeholder": "2026-W48"}))
+    trusted = forms.BooleanField(required=False, label="Trusted annotators only",
+                                 help_text="Leave out annotators the quality dashboard flags.")
 
 
 @role_required(Role.RESEARCHER, Role.ADMIN)
@@ -28,7 +30,8 @@ def leaderboard(request):
     if form.is_valid():
         try:
             board = selectors.leaderboard(guideline=form.cleaned_data["guideline"] or None,
-                                          week=form.cleaned_data["week"].strip() or None)
+                                          week=form.cleaned_data["week"].strip() or None,
+                                          trusted=form.cleaned_data["trusted"])
         except ApplicationError as exc:
             error = exc.message
     ratings = [(level, label) for level, label in Rating.choices] + [("unrated", "unrated")]

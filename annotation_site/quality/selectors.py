@@ -431,3 +431,9 @@ def exclusion_preview(*, annotator_id: int, since: dt.date, until: dt.date) -> d
             {"batch": week, "excluded": n, "of": totals.get(week)} for week, n in sorted(by_batch.items())
         ],
     }
+
+
+def flagged_annotator_ids(*, guideline_kind: str | None = None) -> set[int]:
+    """Annotators the quality report raises a flag on (gold accuracy, position bias, speed,
+    agreement): what "trusted annotators only" leaves out. Costs one report (bench/quality.py)."""
+    return {row["annotator_id"] for row in quality_report(guideline_kind=guideline_kind).annotators if row["flags"]}

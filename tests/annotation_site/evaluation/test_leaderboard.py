@@ -92,6 +92,21 @@ def test_excluded_comparisons_are_no_votes(stream):
     assert {row.name: row.wins for row in board.standings}["ppo-v1"] == 0  # its two wins were excluded
 
 
+def test_trusted_leaves_out_the_votes_of_annotators_quality_control_flags(stream, settings):
+    from annotation_site.evaluation.selectors import leaderboard
+
+    settings.QUALITY_MIN_COMPARISONS = 1
+    clicker = user_create(username="clicker", role="annotator", password="pw-123456")
+    # Every vote for ppo-v1 over ppo-v2 came from one annotator who answered in a tenth of a second.
+    Comparison.objects.filter(chosen__checkpoint=stream["old"], rejected__checkpoint=stream["new"]).update(
+        annotator=clicker, time_spent_ms=100)
+    assert leaderboard(guideline="helpfulness", bootstrap_rounds=0).boards["checkpoints"].votes == 12
+    trusted = leaderboard(guideline="helpfulness", trusted=True, bootstrap_rounds=0).boards["checkpoints"]
+    assert trusted.votes == 10 and {row.name: row.wins for row in trusted.standings}["ppo-v1"] == 0
+    answer = researcher_api().get("/api/leaderboard/", {"guideline": "helpfulness", "trusted": "true", "bootstrap": 0})
+    assert answer.status_code == 200
+
+
 def test_each_pair_shows_its_votes_win_rate_and_rating_split(stream):
     from annotation_site.evaluation.selectors import leaderboard
 

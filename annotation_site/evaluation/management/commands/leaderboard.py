@@ -17,14 +17,15 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--guideline", choices=GuidelineKind.values, help="only this guideline's comparisons")
         parser.add_argument("--week", help='only comparisons of this ISO week, e.g. "2026-W48"')
+        parser.add_argument("--trusted", action="store_true", help="leave out annotators quality control flags")
         parser.add_argument("--bootstrap", type=int, default=selectors.DEFAULT_BOOTSTRAP_ROUNDS,
                             help="bootstrap rounds of the 95%% intervals")
         parser.add_argument("--json", action="store_true", dest="as_json", help="the API's document instead of a table")
 
-    def handle(self, *args, guideline=None, week=None, bootstrap=selectors.DEFAULT_BOOTSTRAP_ROUNDS, as_json=False,
+    def handle(self, *args, guideline=None, week=None, trusted=False, bootstrap=selectors.DEFAULT_BOOTSTRAP_ROUNDS, as_json=False,
                **options):
         try:
-            board = selectors.leaderboard(guideline=guideline, week=week, bootstrap_rounds=bootstrap)
+            board = selectors.leaderboard(guideline=guideline, week=week, trusted=trusted, bootstrap_rounds=bootstrap)
         except ApplicationError as error:
             raise CommandError(error.message) from None
         if as_json:
