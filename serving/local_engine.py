@@ -2,7 +2,7 @@
 
 Same interface and result shape as `VLLMClient`. It batches: conversations (each repeated n
 times) are sorted by prompt length and generated `batch_size` at a time with left padding, which
-on this CPU is ~6x faster than one sequence at a time (DESIGN.md: 16 vs ~100 tokens/s at 8).
+on this CPU is ~6x faster than one sequence at a time (docs/machine.md: 16 vs ~100 tokens/s at 8).
 Hand-written because transformers has no batched chat-completion front end that reports the
 finish reason and token counts per answer; the sampling itself is transformers' own.
 """

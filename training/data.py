@@ -1,6 +1,6 @@
 """Reading exported batch folders and source datasets into training rows, with mixing weights.
 
-An exported folder (contract §2, written by the batches app and by `export_source`) holds
+An exported folder (docs/export-format.md, written by the batches app and by `export_source`) holds
 `preferences.train.jsonl` / `preferences.test.jsonl` (TRL's conversational preference format
 plus metadata), `sft.jsonl` (`messages` rows) and `manifest.json`. A recipe lists its data as
 sources, each a folder (or, for SFT, any JSONL file of `messages` rows):
@@ -152,7 +152,7 @@ def load_sft(sources: list[DataSource], *, seed: int = 0) -> tuple[list[dict], M
 
 
 def read_preference_file(path: Path, *, default_source: str) -> list[dict]:
-    """Read preference rows (contract §2), checking the conversational shape of each."""
+    """Read preference rows (docs/architecture.md, contract §2), checking the conversational shape of each."""
     rows = []
     for line_number, row in _read_jsonl(path):
         where = f"{path}:{line_number}"

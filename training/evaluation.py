@@ -2,7 +2,7 @@
 the Llama 2 paper), and the distribution of rewards for safe and unsafe responses.
 
 A (prompt, response) pair is scored on `tokenizer.apply_chat_template(prompt + [response])`, the
-text every part of the platform scores on (contract §3).
+text every part of the platform scores on (docs/architecture.md, contract §3).
 """
 from __future__ import annotations
 

@@ -37,7 +37,7 @@ class RewardScores:
 
 
 def reward_model_text(tokenizer, prompt: Messages, response: str) -> str:
-    """The text a reward model scores (contract §3)."""
+    """The text a reward model scores (docs/architecture.md, contract §3)."""
     return tokenizer.apply_chat_template(prompt + [{"role": "assistant", "content": response}], tokenize=False)
 
 

@@ -1,4 +1,4 @@
-"""A synthetic batch folder in exactly the exported format (contract §2), for tests, benchmarks and
+"""A synthetic batch folder in exactly the exported format (docs/architecture.md, contract §2), for tests, benchmarks and
 smoke runs on machines without a platform database (bench/gpu_check.sh).
 
     python -m training.synthetic_batch --out var/exports/synthetic --train 256 --test 64

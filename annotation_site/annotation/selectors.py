@@ -19,7 +19,7 @@ from annotation_site.annotation.models import (
 
 
 def items_needing_samples(*, guideline_kind: str | None = None) -> QuerySet[Item]:
-    """Comparison items waiting for two samples, the most urgent first (contract §1)."""
+    """Comparison items waiting for two samples, the most urgent first (docs/architecture.md, contract §1)."""
     items = Item.objects.filter(status=ItemStatus.NEEDS_SAMPLES).order_by("-priority", "id")
     if guideline_kind:
         items = items.filter(guideline_kind=guideline_kind)
@@ -27,7 +27,7 @@ def items_needing_samples(*, guideline_kind: str | None = None) -> QuerySet[Item
 
 
 def ready_item_count(*, guideline_kind: str | None = None) -> int:
-    """Items annotators can claim now: ready and with a free slot (contract §1)."""
+    """Items annotators can claim now: ready and with a free slot (docs/architecture.md, contract §1)."""
     items = Item.objects.filter(status=ItemStatus.READY, open_slots__gt=0)
     if guideline_kind:
         items = items.filter(guideline_kind=guideline_kind)

@@ -47,7 +47,7 @@ ANNOTATOR_PRIORITY = 10
 BULK_CHUNK = 2_000
 
 
-# --- Dialogues and the "needs samples" queue (contract §1) -----------------------------------------
+# --- Dialogues and the "needs samples" queue (docs/architecture.md, contract §1) -----------------------------------------
 
 
 def validate_turns(turns) -> list[dict]:
@@ -172,7 +172,7 @@ def prompts_queue(
 
 
 def item_attach_samples(*, item: Item, sample_a: Sample, sample_b: Sample) -> Item:
-    """Put two stored samples on a NEEDS_SAMPLES item and open it to annotators (contract §1)."""
+    """Put two stored samples on a NEEDS_SAMPLES item and open it to annotators (docs/architecture.md, contract §1)."""
     if sample_a.pk is None or sample_b.pk is None:
         raise ApplicationError("Both samples must be saved before they are attached to an item.")
     if sample_a.pk == sample_b.pk:

@@ -1,4 +1,4 @@
-"""Writes comparisons and demonstrations as an exported batch folder (contract §2 of the platform).
+"""Writes comparisons and demonstrations as an exported batch folder (docs/export-format.md, contract §2 of docs/architecture.md).
 
 Files: `preferences.{train,test}.jsonl` (TRL's conversational preference format plus metadata) and
 their `.parquet` twins, `hh.{train,test}.jsonl` (Anthropic HH transcripts), `sft.jsonl`,

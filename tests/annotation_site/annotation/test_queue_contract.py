@@ -1,4 +1,4 @@
-"""The contract with the generation app (contracts.md §1): prompts wait as items for two samples."""
+"""The contract with the generation app (docs/architecture.md, contract §1): prompts wait as items for two samples."""
 import pytest
 
 from annotation_site.annotation import selectors, services
