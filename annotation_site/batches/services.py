@@ -271,7 +271,10 @@ def batch_export(
         "comparisons": manifest["comparisons"],
         "demonstrations": manifest["demonstrations"],
         "excluded_chosen_unsafe_other_safe": manifest["excluded_chosen_unsafe_other_safe"],
-        "held_back": manifest["held_back"],
+        # Quality control: answers on gold items and excluded comparisons left out (by reason in
+        # the manifest), and earlier batches' comparisons this batch retracts.
+        "held_back_gold": manifest["held_back"]["gold"],
+        "held_back_excluded": sum(manifest["held_back"]["excluded"].values()),
         "retracted": manifest["files"]["retracted.jsonl"]["rows"],
         **manifest["counts"],
     }

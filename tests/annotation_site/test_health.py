@@ -40,7 +40,7 @@ def probe(path: str, **env: str) -> tuple[int, dict]:
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
         env={**base, "DJANGO_SETTINGS_MODULE": "annotation_site.settings", "DEBUG": "false",
-             "ALLOWED_HOSTS": "example.org", "SECRET_KEY": "k" * 50, **env},
+             "ALLOWED_HOSTS": "example.org", "SECRET_KEY": "k" * 50, "EXPORT_PSEUDONYM_KEY": "p" * 50, **env},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     status, _, body = result.stdout.strip().splitlines()[-1].partition(" ")

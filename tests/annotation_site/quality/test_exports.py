@@ -56,7 +56,7 @@ def test_gold_answers_and_exclusions_made_before_the_close_stay_out_and_are_coun
     on_gold.refresh_from_db()
     assert on_gold.batch_id == batch.pk  # the gold answer is in the batch, but not in its files
     assert manifest(folder)["held_back"] == {"gold": 1, "excluded": {"bad annotator": 1}}
-    assert batch.counts["held_back"]["gold"] == 1
+    assert batch.counts["held_back_gold"] == 1 and batch.counts["held_back_excluded"] == 1
     assert (folder / "retracted.jsonl").read_text() == ""
 
 
