@@ -46,7 +46,9 @@ def test_a_deployment_launched_from_the_web_is_served_by_the_serving_worker_and_
     import redis
 
     redis.Redis.from_url(BROKER_URL).flushdb()
-    env = site_env(broker_url=BROKER_URL, drop_prefixes=("SERVING_",), VAR_DIR=str(tmp_path / "var"))
+    # The site processes get the tests' checkpoint roots, which hold the tiny model.
+    env = site_env(broker_url=BROKER_URL, drop_prefixes=("SERVING_",), VAR_DIR=str(tmp_path / "var"),
+                   CHECKPOINT_ROOTS=str(tiny_model_dir.parent))
     checkpoint = Checkpoint.objects.create(name="tiny-policy", path=str(tiny_model_dir), kind="sft")
     worker = CeleryWorker(
         {**env, "SERVING_ADVERTISE_HOST": "localhost", "SERVING_MAX_MODEL_LEN": "2048"},
