@@ -202,7 +202,9 @@ def test_submitting_again_through_the_api_after_the_close_changes_nothing():
         f"/api/assignments/{comparison_assignment['id']}/comparison/", {"chosen": "A", "rating": "slightly_better"},
         format="json",
     )
-    assert again.json()["id"] == first["id"] and again.json()["chosen"] == "B"
+    # A different answer is refused with the one kept (issue 16's 409); nothing in the batch moves.
+    assert again.status_code == 409
+    assert again.json()["stored"]["comparison"] == first["id"] and again.json()["stored"]["chosen"] == "B"
     api.post(
         f"/api/assignments/{demonstration_assignment['id']}/demonstration/", {"text": "Second answer."}, format="json"
     )
