@@ -412,8 +412,16 @@ def review_queue(*, guideline_kind: str | None = None) -> QuerySet[Flag]:
     return flags.order_by("comparison_id", "reason")
 
 
+def check_date_range(since: dt.date, until: dt.date) -> None:
+    if until < since:
+        from annotation_site.errors import ApplicationError
+
+        raise ApplicationError("The end of the date range is before its start.")
+
+
 def exclusion_preview(*, annotator_id: int, since: dt.date, until: dt.date) -> dict:
     """What excluding one annotator's comparisons in a date range would change, batch by batch."""
+    check_date_range(since, until)
     candidates = _comparisons_for(None, since, until).filter(annotator_id=annotator_id, quality_exclusion__isnull=True)
     by_batch = Counter()
     for batch_week, n in candidates.values_list("batch__week").annotate(n=Count("id")):

@@ -236,8 +236,7 @@ def _correction_for(comparison: Comparison, *, chosen_sample, rating, chosen_is_
 def annotator_exclude_range(*, annotator_id: int, since: dt.date, until: dt.date, reason: str, excluded_by) -> int:
     """Exclude every comparison of one annotator made in [since, until]; how many were excluded."""
     reason = _require_reason(reason)
-    if until < since:
-        raise ApplicationError("The end of the date range is before its start.")
+    selectors.check_date_range(since, until)
     comparisons = Comparison.objects.filter(
         annotator_id=annotator_id, created_at__date__gte=since, created_at__date__lte=until, quality_exclusion__isnull=True
     ).values_list("id", flat=True)

@@ -82,8 +82,6 @@ def annotator(request, annotator_id: int):
                     )  # fmt: skip
                     messages.success(request, f"Excluded {count} comparisons of {user.username}.")
                     return redirect("quality:annotator", annotator_id=annotator_id)
-                if data["until"] < data["since"]:
-                    raise ApplicationError("The end of the date range is before its start.")
                 preview = selectors.exclusion_preview(annotator_id=annotator_id, since=data["since"], until=data["until"])
             except ApplicationError as error:
                 form.add_error(None, error.message)
