@@ -8,6 +8,7 @@ three round trips before any work. This subclass does it in one, so the hot anno
 """
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.db.models.expressions import RawSQL
@@ -41,7 +42,7 @@ TOKEN_USER_ROW = RowReads(
 
 def _token_with_role(key: str):
     """The token with its user and their profile loaded and `role_name` set, or None."""
-    if connection.vendor != "postgresql":
+    if connection.vendor != "postgresql" or not settings.ANNOTATION_DB_FUNCTIONS:
         found = Token.objects.select_related("user__profile").annotate(role_name=_ROLE_SQL).filter(key=key)[:1]
         return found[0] if found else None
     with connection.cursor() as cursor:

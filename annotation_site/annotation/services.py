@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Max
+from django.db.models import F, Max, OuterRef, Subquery
 from django.utils import timezone
 
 from annotation_site.annotation import selectors
@@ -271,33 +271,22 @@ def _sweep_expired_now_and_then(now: dt.datetime) -> None:
         assignments_expire(now=now)
 
 
-def _lock_next_claimable_item(*, annotator_id: int, guideline_kinds: list[str], task_kind: str | None):
+def _lock_next_claimable_item(*, annotator, guideline_kinds: list[str], task_kind: str | None):
     """Lock the most urgent ready item with a free slot this annotator never had; (item id, guideline id) or None.
 
-    Written in SQL rather than built with the ORM (the same query as
-    `selectors.claimable_items_for`): this runs on every claim, and profiling under load showed
-    Django spending more time composing the Exists/select_for_update query than PostgreSQL spent
-    running it. The guideline version current for the item's kind comes back in the same query.
-    SKIP LOCKED lets concurrent claims pass over each other's rows instead of queueing on them.
+    The guideline version current for the item's kind comes back in the same query. SKIP LOCKED
+    lets concurrent claims pass over each other's rows instead of queueing on them.
     """
-    kinds = ", ".join(["%s"] * len(guideline_kinds))
-    sql = f"""
-        SELECT i.id,
-               (SELECT g.id FROM annotation_guideline g
-                 WHERE g.kind = i.guideline_kind AND g.is_active ORDER BY g.version DESC LIMIT 1)
-          FROM annotation_item i
-         WHERE i.status = %s AND i.open_slots > 0 AND i.guideline_kind IN ({kinds})
-           {"AND i.task_kind = %s" if task_kind else ""}
-           AND NOT EXISTS (SELECT 1 FROM annotation_assignment a WHERE a.item_id = i.id AND a.annotator_id = %s)
-         ORDER BY i.priority DESC, i.id
-         LIMIT 1
-    """
-    if connection.features.has_select_for_update_skip_locked:
-        sql += " FOR UPDATE OF i SKIP LOCKED"
-    params = [ItemStatus.READY.value, *guideline_kinds, *([task_kind] if task_kind else []), annotator_id]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchone()
+    current_guideline = (
+        Guideline.objects.filter(kind=OuterRef("guideline_kind"), is_active=True).order_by("-version").values("id")[:1]
+    )
+    found = (
+        selectors.claimable_items_for(annotator=annotator, guideline_kinds=guideline_kinds, task_kind=task_kind)
+        .select_for_update(skip_locked=True, of=("self",))
+        .annotate(current_guideline=Subquery(current_guideline))
+        .values_list("id", "current_guideline")[:1]
+    )
+    return found[0] if found else None
 
 
 # PostgreSQL claims in one call of `annotation_claim_next` (migration 0004, as changed by 0006): the live-claim check,
@@ -345,7 +334,7 @@ def _claim_step_by_step(*, annotator, guideline_kinds: list[str], task_kind: str
     if live is not None:
         return live
     with transaction.atomic():
-        found = _lock_next_claimable_item(annotator_id=annotator.pk, guideline_kinds=guideline_kinds, task_kind=task_kind)
+        found = _lock_next_claimable_item(annotator=annotator, guideline_kinds=guideline_kinds, task_kind=task_kind)
         if found is None:
             return None
         item_id, guideline_id = found
@@ -394,7 +383,7 @@ def assignment_claim_next(*, annotator, guideline_kind: str | None = None, task_
     gold = _claim_gold_now_and_then(annotator=annotator, guideline_kinds=kinds, task_kind=task_kind, now=now)
     if gold is not None:
         return gold
-    in_one_statement = connection.vendor == "postgresql"
+    in_one_statement = connection.vendor == "postgresql" and settings.ANNOTATION_DB_FUNCTIONS
     for _attempt in range(3):
         try:
             if in_one_statement:
@@ -643,7 +632,7 @@ def comparison_submit(
     on_safety, on_helpfulness = _safety_outcomes(chosen, response_a_is_safe, response_b_is_safe)
     now = timezone.now()
     answer = (chosen, rating, response_a_is_safe, response_b_is_safe)
-    if connection.vendor == "postgresql":
+    if connection.vendor == "postgresql" and settings.ANNOTATION_DB_FUNCTIONS:
         comparison, existed = _submit_comparison_in_one_call(
             assignment_id=assignment.pk, annotator_id=annotator.pk, chosen=chosen, rating=rating,
             active_ms=active_ms, now=now, on_safety=on_safety, on_helpfulness=on_helpfulness,
