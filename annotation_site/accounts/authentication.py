@@ -8,7 +8,6 @@ three round trips before any work. This subclass does it in one, so the hot anno
 """
 from __future__ import annotations
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.db.models.expressions import RawSQL
@@ -18,7 +17,7 @@ from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
 
 from annotation_site.accounts.models import ROLE_PRECEDENCE, AnnotatorProfile
-from annotation_site.db_functions import RowReads
+from annotation_site.db_functions import RowReads, uses_database_functions
 
 # The user's strongest role group. Raw SQL: the same subquery composed with the ORM (Subquery, Case)
 # cost more CPU to compile on every request than the database spent running it.
@@ -42,7 +41,7 @@ TOKEN_USER_ROW = RowReads(
 
 def _token_with_role(key: str):
     """The token with its user and their profile loaded and `role_name` set, or None."""
-    if connection.vendor != "postgresql" or not settings.ANNOTATION_DB_FUNCTIONS:
+    if not uses_database_functions():
         found = Token.objects.select_related("user__profile").annotate(role_name=_ROLE_SQL).filter(key=key)[:1]
         return found[0] if found else None
     with connection.cursor() as cursor:

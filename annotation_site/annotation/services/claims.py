@@ -15,7 +15,7 @@ from django.utils import timezone
 from annotation_site.annotation import selectors
 from annotation_site.annotation.models import Assignment, AssignmentStatus, Dialogue, Guideline, Item, Sample
 from annotation_site.annotation.services.guidelines import validate_kind
-from annotation_site.db_functions import RowReads
+from annotation_site.db_functions import DatabaseFunction, RowReads, uses_database_functions
 
 
 def assignments_expire(*, now: dt.datetime | None = None, limit: int = 500) -> int:
@@ -54,29 +54,90 @@ def _sweep_expired_now_and_then(now: dt.datetime) -> None:
         assignments_expire(now=now)
 
 
-def _lock_next_claimable_item(*, annotator, guideline_kinds: list[str], task_kind: str | None):
-    """Lock the most urgent ready item with a free slot this annotator never had; (item id, guideline id) or None.
+# --- The claim ---------------------------------------------------------------------------------------
+#
+# On PostgreSQL a claim is one call of `annotation_claim_next`: the live-claim check, the SKIP LOCKED
+# pick, the slot taken, the assignment inserted and what the annotator is shown read back, in one
+# statement whose plan the server keeps for the session. Each of those was a round trip of its own
+# (plus BEGIN and COMMIT), and planning the statements anew on every claim cost more than running
+# them: on the ORM the whole rated-item cycle costs about three times the CPU
+# (`bench/annotate_load.py --hot-path functions,orm`, docs/architecture.md).
+#
+# SQLite (the demo) has no such functions: `_claim_step_by_step` makes the same claim with the ORM.
+# The function is the authoritative copy of the rules they share (which item, the slot, the
+# assignment's fields); the step-by-step path follows it, and the annotation tests run both
+# (PostgreSQL, and SQLite or ANNOTATION_DB_FUNCTIONS=false).
 
-    The guideline version current for the item's kind comes back in the same query. SKIP LOCKED
-    lets concurrent claims pass over each other's rows instead of queueing on them.
-    """
-    current_guideline = (
-        Guideline.objects.filter(kind=OuterRef("guideline_kind"), is_active=True).order_by("-version").values("id")[:1]
+CLAIM_NEXT = DatabaseFunction(
+    name="annotation_claim_next",
+    create="""
+CREATE FUNCTION annotation_claim_next(
+    p_annotator integer, p_kinds text[], p_task_kind text, p_now timestamptz, p_expires timestamptz, p_flipped boolean
+) RETURNS TABLE (
+    a_id bigint, a_item_id bigint, a_annotator_id integer, a_status text, a_flipped boolean, a_claimed_at timestamptz,
+    a_expires_at timestamptz, a_finished_at timestamptz, a_skip_reason text, a_guideline_id bigint,
+    i_id bigint, i_task_kind text, i_dialogue_id bigint, i_guideline_kind text, i_sample_a_id bigint,
+    i_sample_b_id bigint, i_status text, i_overlap integer, i_priority integer,
+    d_id bigint, d_turns jsonb, d_guideline_kind text,
+    sa_id bigint, sa_dialogue_id bigint, sa_text text, sa_text_html text,
+    sb_id bigint, sb_dialogue_id bigint, sb_text text, sb_text_html text,
+    g_id bigint, g_kind text, g_version integer, g_title text, g_text text, g_overlap integer, g_is_active boolean,
+    g_created_at timestamptz
+) LANGUAGE plpgsql AS $$
+BEGIN
+    -- The annotator's live claim is given again (a reload shows the same item); otherwise the most
+    -- urgent ready item with a free slot they never had is locked (SKIP LOCKED: concurrent claims
+    -- pass over each other's rows), its slot taken and the assignment inserted, in one statement.
+    RETURN QUERY
+    WITH live AS (
+        SELECT a.* FROM annotation_assignment a JOIN annotation_item li ON li.id = a.item_id
+         WHERE a.annotator_id = p_annotator AND a.status = 'claimed' AND a.expires_at > p_now
+           AND li.guideline_kind = ANY(p_kinds) AND (p_task_kind IS NULL OR li.task_kind = p_task_kind)
+         ORDER BY a.id LIMIT 1
+    ),
+    picked AS (
+        SELECT i.id, i.guideline_kind FROM annotation_item i
+         WHERE NOT EXISTS (SELECT 1 FROM live)
+           AND i.status = 'ready' AND i.open_slots > 0 AND i.guideline_kind = ANY(p_kinds)
+           AND (p_task_kind IS NULL OR i.task_kind = p_task_kind)
+           AND NOT EXISTS (SELECT 1 FROM annotation_assignment a WHERE a.item_id = i.id AND a.annotator_id = p_annotator)
+         ORDER BY i.priority DESC, i.id
+         LIMIT 1
+         FOR UPDATE OF i SKIP LOCKED
+    ),
+    taken AS (
+        UPDATE annotation_item i SET open_slots = i.open_slots - 1 FROM picked WHERE i.id = picked.id
+        RETURNING i.id, i.guideline_kind
+    ),
+    made AS (
+        INSERT INTO annotation_assignment
+               (item_id, annotator_id, status, flipped, claimed_at, expires_at, skip_reason, guideline_id)
+        SELECT taken.id, p_annotator, 'claimed', p_flipped, p_now, p_expires, '',
+               (SELECT g.id FROM annotation_guideline g
+                 WHERE g.kind = taken.guideline_kind AND g.is_active ORDER BY g.version DESC LIMIT 1)
+          FROM taken
+        RETURNING *
     )
-    found = (
-        selectors.claimable_items_for(annotator=annotator, guideline_kinds=guideline_kinds, task_kind=task_kind)
-        .select_for_update(skip_locked=True, of=("self",))
-        .annotate(current_guideline=Subquery(current_guideline))
-        .values_list("id", "current_guideline")[:1]
-    )
-    return found[0] if found else None
+    -- In the order of CLAIM_ROW.
+    SELECT a.id, a.item_id, a.annotator_id, a.status::text, a.flipped, a.claimed_at, a.expires_at, a.finished_at,
+           a.skip_reason::text, a.guideline_id,
+           i.id, i.task_kind::text, i.dialogue_id, i.guideline_kind::text, i.sample_a_id, i.sample_b_id,
+           i.status::text, i.overlap::integer, i.priority::integer,
+           d.id, d.turns, d.guideline_kind::text,
+           sa.id, sa.dialogue_id, sa.text, sa.text_html, sb.id, sb.dialogue_id, sb.text, sb.text_html,
+           g.id, g.kind::text, g.version::integer, g.title::text, g.text, g.overlap::integer, g.is_active, g.created_at
+      FROM (SELECT * FROM made UNION ALL SELECT * FROM live) a
+      JOIN annotation_item i ON i.id = a.item_id
+      JOIN annotation_dialogue d ON d.id = i.dialogue_id
+      LEFT JOIN annotation_sample sa ON sa.id = i.sample_a_id
+      LEFT JOIN annotation_sample sb ON sb.id = i.sample_b_id
+      LEFT JOIN annotation_guideline g ON g.id = a.guideline_id;
+END
+$$;
+""",
+)
 
-
-# PostgreSQL claims in one call of `annotation_claim_next` (migration 0004, as changed by 0006): the live-claim check,
-# the SKIP LOCKED pick, the slot taken, the assignment inserted and what the annotator is shown read
-# back, in one statement whose plan the server keeps for the session. Each of those was a round trip
-# of its own (plus BEGIN and COMMIT), and planning the statement anew on every claim cost more than
-# running it. What the function returns, in order, per table alias:
+# What `annotation_claim_next` returns, in order, per table alias.
 CLAIM_ROW = RowReads(
     ("a", Assignment, (
         "id", "item", "annotator", "status", "flipped", "claimed_at", "expires_at", "finished_at", "skip_reason",
@@ -99,37 +160,43 @@ def _claimed_assignment(row) -> Assignment:
     return assignment
 
 
-def _claim_in_one_statement(*, annotator_id: int, guideline_kinds: list[str], task_kind: str | None, now: dt.datetime):
+def _claim_in_one_statement(*, annotator, guideline_kinds: list[str], task_kind: str | None, now: dt.datetime,
+                            expires: dt.datetime, flipped: bool):  # fmt: skip
     """The annotator's live claim or a new one, with its item loaded, or None when nothing is free (PostgreSQL)."""
-    expires = now + dt.timedelta(seconds=settings.ASSIGNMENT_TTL_SECONDS)
-    params = [annotator_id, list(guideline_kinds), task_kind, now, expires, random.random() < 0.5]
+    params = [annotator.pk, list(guideline_kinds), task_kind, now, expires, flipped]
     # In autocommit the statement is its own transaction (no BEGIN/COMMIT round trips); inside a
     # caller's transaction a savepoint lets a unique-constraint race be retried.
     with transaction.atomic() if connection.in_atomic_block else nullcontext(), connection.cursor() as cursor:
-        cursor.execute("SELECT * FROM annotation_claim_next(%s, %s, %s, %s, %s, %s)", params)
+        cursor.execute(f"SELECT * FROM {CLAIM_NEXT.name}(%s, %s, %s, %s, %s, %s)", params)
         row = cursor.fetchone()
     return _claimed_assignment(row) if row else None
 
 
-def _claim_step_by_step(*, annotator, guideline_kinds: list[str], task_kind: str | None, now: dt.datetime):
-    """The same claim as `_claim_in_one_statement` for databases without data-modifying CTEs (SQLite)."""
+def _claim_step_by_step(*, annotator, guideline_kinds: list[str], task_kind: str | None, now: dt.datetime,
+                        expires: dt.datetime, flipped: bool):  # fmt: skip
+    """`annotation_claim_next` on the ORM, for SQLite (and ANNOTATION_DB_FUNCTIONS=false)."""
     live = selectors.assignment_live_for(annotator=annotator, guideline_kinds=guideline_kinds, task_kind=task_kind)
     if live is not None:
         return live
+    current_guideline = (
+        Guideline.objects.filter(kind=OuterRef("guideline_kind"), is_active=True).order_by("-version").values("id")[:1]
+    )
     with transaction.atomic():
-        found = _lock_next_claimable_item(annotator=annotator, guideline_kinds=guideline_kinds, task_kind=task_kind)
-        if found is None:
+        # SKIP LOCKED where the database has it; SQLite serialises writers instead.
+        found = (
+            selectors.claimable_items_for(annotator=annotator, guideline_kinds=guideline_kinds, task_kind=task_kind)
+            .select_for_update(skip_locked=True, of=("self",))
+            .annotate(current_guideline=Subquery(current_guideline))
+            .values_list("id", "current_guideline")[:1]
+        )
+        if not found:
             return None
-        item_id, guideline_id = found
+        item_id, guideline_id = found[0]
         Item.objects.filter(pk=item_id).update(open_slots=F("open_slots") - 1)
         assignment_id = Assignment.objects.create(
-            item_id=item_id,
-            annotator=annotator,
-            flipped=random.random() < 0.5,
-            guideline_id=guideline_id,
-            claimed_at=now,
-            expires_at=now + dt.timedelta(seconds=settings.ASSIGNMENT_TTL_SECONDS),
-        ).pk
+            item_id=item_id, annotator=annotator, flipped=flipped, guideline_id=guideline_id, claimed_at=now,
+            expires_at=expires,
+        ).pk  # fmt: skip
     return selectors.assignment_get_for(assignment_id=assignment_id, annotator=annotator)
 
 
@@ -166,13 +233,13 @@ def assignment_claim_next(*, annotator, guideline_kind: str | None = None, task_
     gold = _claim_gold_now_and_then(annotator=annotator, guideline_kinds=kinds, task_kind=task_kind, now=now)
     if gold is not None:
         return gold
-    in_one_statement = connection.vendor == "postgresql" and settings.ANNOTATION_DB_FUNCTIONS
+    claim = _claim_in_one_statement if uses_database_functions() else _claim_step_by_step
+    expires = now + dt.timedelta(seconds=settings.ASSIGNMENT_TTL_SECONDS)
     for _attempt in range(3):
         try:
-            if in_one_statement:
-                claimed = _claim_in_one_statement(annotator_id=annotator.pk, guideline_kinds=kinds, task_kind=task_kind, now=now)
-            else:
-                claimed = _claim_step_by_step(annotator=annotator, guideline_kinds=kinds, task_kind=task_kind, now=now)
+            # The side shown as "Response A" is drawn here, for either path.
+            claimed = claim(annotator=annotator, guideline_kinds=kinds, task_kind=task_kind, now=now, expires=expires,
+                            flipped=random.random() < 0.5)  # fmt: skip
         except IntegrityError:
             # The same annotator claimed the same item from a second tab in between; try the next one.
             continue

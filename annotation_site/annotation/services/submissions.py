@@ -22,9 +22,10 @@ from annotation_site.annotation.models import (
     Rating,
     SafetyBin,
     TaskKind,
+    TIME_SPENT_MAX_MS,
 )
 from annotation_site.batches import selectors as batch_selectors
-from annotation_site.db_functions import RowReads
+from annotation_site.db_functions import DatabaseFunction, RowReads, uses_database_functions
 from annotation_site.errors import ApplicationError, Conflict, NotFound
 
 
@@ -89,8 +90,9 @@ def _refuse_negative_time(active_ms: int | None) -> None:
 
 
 def _time_spent_ms(locked: Assignment, active_ms: int | None, now: dt.datetime) -> int:
-    """The client's active time on the item, never more than the wall time since the claim."""
-    wall_ms = max(0, int((now - locked.claimed_at).total_seconds() * 1000))
+    """The client's active time on the item, never more than the wall time since the claim nor the
+    column's range (as `annotation_submit_comparison` stores it)."""
+    wall_ms = min(max(0, int((now - locked.claimed_at).total_seconds() * 1000)), TIME_SPENT_MAX_MS)
     return wall_ms if active_ms is None else min(int(active_ms), wall_ms)
 
 
@@ -136,10 +138,12 @@ class SafetyOutcome:
 
 
 def _safety_outcomes(chosen: str, response_a_is_safe: bool | None, response_b_is_safe: bool | None):
-    """(outcome on a safety item, outcome on a helpfulness item) for the labels the annotator gave.
+    """(outcome on an item that asks for safety labels, outcome on one that does not) for the labels
+    the annotator gave.
 
     Both are decided before the item is read, so the rules live here only; the submit picks the one
-    for the item's guideline kind (in SQL on PostgreSQL, below on SQLite).
+    for the item's guideline kind by `GuidelineKind.asks_safety_labels` (in SQL on PostgreSQL, in
+    `comparison_submit` on SQLite).
     """
     labels = (response_a_is_safe, response_b_is_safe)
     on_helpfulness = SafetyOutcome(
@@ -155,9 +159,138 @@ def _safety_outcomes(chosen: str, response_a_is_safe: bool | None, response_b_is
     return SafetyOutcome(chosen_is_safe, rejected_is_safe, safety_bin), on_helpfulness
 
 
-# What `annotation_submit_comparison` (migration 0004) returns after its outcome and detail: the
-# comparison, and the item's sample ids, which tell which shown response was chosen without a query
-# (its other fields load on first use, as deferred fields do).
+# --- The submit of a comparison ---------------------------------------------------------------------
+#
+# On PostgreSQL it is one call of `annotation_submit_comparison`: the lock, the checks on the locked
+# rows, the comparison, the assignment and the item written in one call of a function whose plans
+# the server keeps, instead of five round trips each parsed and planned anew (about half the cost of
+# an annotation cycle; `bench/annotate_load.py --hot-path functions,orm`). What the annotator's
+# answer means (its choice, rating and safety labels, the safety bin) is decided in Python before
+# the call, by the same code for both databases (`_valid_choice`, `_safety_outcomes`); the function
+# only picks the outcome for the locked item's kind.
+#
+# SQLite (the demo) runs the ORM path in `comparison_submit` instead. The function is the
+# authoritative copy of the rules on the locked rows (the assignment's state, the late submit of an
+# expired claim, the shown order, the time cap, closing the item): `_lock_for_answer`,
+# `_time_spent_ms` and `_close_item_if_complete` follow it (demonstrations use them on both
+# databases), and the annotation tests run both paths.
+
+SUBMIT_COMPARISON = DatabaseFunction(
+    name="annotation_submit_comparison",
+    create="""
+CREATE FUNCTION annotation_submit_comparison(
+    p_assignment bigint, p_annotator integer, p_chosen text, p_rating text, p_active_ms bigint, p_now timestamptz,
+    -- What the caller decided for either kind of item (comparison_submit): the labels and bin of an
+    -- item that asks for safety labels or the reason to refuse it, the reason to refuse an item that
+    -- does not, and the guideline kinds whose items ask for them (GuidelineKind.asks_safety_labels).
+    p_chosen_is_safe boolean, p_rejected_is_safe boolean, p_safety_bin text, p_safety_refusal text,
+    p_helpfulness_refusal text, p_safety_kinds text[]
+) RETURNS TABLE (
+    outcome text, detail text,
+    -- In the order of SUBMIT_ROW; null unless the outcome is 'stored' or 'existing'.
+    c_id bigint, c_assignment_id bigint, c_item_id bigint, c_chosen_id bigint, c_rejected_id bigint, c_rating text,
+    c_shown_order text, c_chosen_is_safe boolean, c_rejected_is_safe boolean, c_safety_bin text,
+    c_time_spent_ms integer, c_created_at timestamptz,
+    i_id bigint, i_sample_a_id bigint, i_sample_b_id bigint
+) LANGUAGE plpgsql AS $$
+-- outcome: 'stored', 'existing' (a double submit: the first comparison), 'not_found', 'wrong_task'
+-- (detail: the item's task kind), 'skipped', 'taken' (expired and the slot went to someone else),
+-- 'refused' (detail: the caller's message). Nothing is written unless the outcome is 'stored'.
+-- Every exit returns the one row of the output columns set so far (the others are null).
+DECLARE
+    a record;
+    shown_a bigint;
+    shown_b bigint;
+    safety_item boolean;
+    refusal text;
+    submitted integer;
+BEGIN
+    SELECT asg.id, asg.status, asg.flipped, asg.claimed_at, asg.guideline_id, asg.item_id,
+           i.task_kind, i.guideline_kind, i.sample_a_id, i.sample_b_id, i.overlap
+      INTO a
+      FROM annotation_assignment asg JOIN annotation_item i ON i.id = asg.item_id
+     WHERE asg.id = p_assignment AND asg.annotator_id = p_annotator
+       FOR UPDATE OF asg;
+    IF NOT FOUND THEN
+        outcome := 'not_found';
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    i_id := a.item_id; i_sample_a_id := a.sample_a_id; i_sample_b_id := a.sample_b_id;
+    IF a.task_kind <> 'comparison' THEN
+        outcome := 'wrong_task'; detail := a.task_kind;
+    ELSIF a.status = 'skipped' THEN
+        outcome := 'skipped';
+    ELSIF a.status = 'submitted' THEN
+        outcome := 'existing';
+        SELECT c.id, c.assignment_id, c.item_id, c.chosen_id, c.rejected_id, c.rating, c.shown_order,
+               c.chosen_is_safe, c.rejected_is_safe, c.safety_bin, c.time_spent_ms, c.created_at
+          INTO c_id, c_assignment_id, c_item_id, c_chosen_id, c_rejected_id, c_rating, c_shown_order,
+               c_chosen_is_safe, c_rejected_is_safe, c_safety_bin, c_time_spent_ms, c_created_at
+          FROM annotation_comparison c WHERE c.assignment_id = a.id;
+    END IF;
+    IF outcome IS NOT NULL THEN
+        RETURN NEXT;
+        RETURN;
+    END IF;
+
+    safety_item := a.guideline_kind = ANY(p_safety_kinds);
+    refusal := CASE WHEN safety_item THEN p_safety_refusal ELSE p_helpfulness_refusal END;
+    IF refusal IS NOT NULL THEN
+        outcome := 'refused'; detail := refusal;
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    IF a.status = 'expired' THEN
+        -- A late submit of an expired claim is accepted while the item still has a free slot.
+        UPDATE annotation_item SET open_slots = open_slots - 1 WHERE id = a.item_id AND open_slots > 0;
+        IF NOT FOUND THEN
+            outcome := 'taken';
+            RETURN NEXT;
+            RETURN;
+        END IF;
+    END IF;
+
+    IF a.flipped THEN shown_a := a.sample_b_id; shown_b := a.sample_a_id;
+    ELSE shown_a := a.sample_a_id; shown_b := a.sample_b_id; END IF;
+    INSERT INTO annotation_comparison
+           (assignment_id, item_id, annotator_id, guideline_id, guideline_kind, chosen_id, rejected_id, rating,
+            shown_order, chosen_is_safe, rejected_is_safe, safety_bin, time_spent_ms, source, created_at)
+    VALUES (a.id, a.item_id, p_annotator, a.guideline_id, a.guideline_kind,
+            CASE WHEN p_chosen = 'A' THEN shown_a ELSE shown_b END,
+            CASE WHEN p_chosen = 'A' THEN shown_b ELSE shown_a END,
+            p_rating, CASE WHEN a.flipped THEN 'ba' ELSE 'ab' END,
+            CASE WHEN safety_item THEN p_chosen_is_safe END,
+            CASE WHEN safety_item THEN p_rejected_is_safe END,
+            CASE WHEN safety_item THEN p_safety_bin ELSE '' END,
+            -- the client's active time, never more than the wall time since the claim nor the column's
+            -- range (TIME_SPENT_MAX_MS)
+            LEAST(p_active_ms, GREATEST(0, trunc(extract(epoch FROM p_now - a.claimed_at) * 1000)), 2147483647)::integer,
+            'annotation', p_now)
+    RETURNING id, assignment_id, item_id, chosen_id, rejected_id, rating, shown_order, chosen_is_safe,
+              rejected_is_safe, safety_bin, time_spent_ms, created_at
+         INTO c_id, c_assignment_id, c_item_id, c_chosen_id, c_rejected_id, c_rating, c_shown_order,
+              c_chosen_is_safe, c_rejected_is_safe, c_safety_bin, c_time_spent_ms, c_created_at;
+    UPDATE annotation_assignment SET status = 'submitted', finished_at = p_now WHERE id = a.id;
+    IF a.overlap = 1 THEN
+        -- The only slot was this submit's: no one else can be counting.
+        UPDATE annotation_item SET status = 'done' WHERE id = a.item_id AND status = 'ready';
+    ELSE
+        -- Locking the item serialises concurrent submits on it, so the last one sees all the others.
+        PERFORM 1 FROM annotation_item WHERE id = a.item_id FOR UPDATE;
+        SELECT count(*) INTO submitted FROM annotation_assignment WHERE item_id = a.item_id AND status = 'submitted';
+        UPDATE annotation_item SET status = 'done' WHERE id = a.item_id AND status = 'ready' AND submitted >= overlap;
+    END IF;
+    outcome := 'stored';
+    RETURN NEXT;
+END
+$$;
+""",
+)
+
+# What `annotation_submit_comparison` returns after its outcome and detail: the comparison, and the
+# item's sample ids, which tell which shown response was chosen without a query (its other fields
+# load on first use, as deferred fields do).
 SUBMIT_ROW = RowReads(
     ("c", Comparison, (
         "id", "assignment", "item", "chosen", "rejected", "rating", "shown_order", "chosen_is_safe",
@@ -170,17 +303,16 @@ SUBMIT_ROW = RowReads(
 def _submit_comparison_in_one_call(*, assignment_id: int, annotator_id: int, chosen: str, rating: str,
                                    active_ms: int | None, now: dt.datetime, on_safety: SafetyOutcome,
                                    on_helpfulness: SafetyOutcome) -> tuple[Comparison, bool]:  # fmt: skip
-    """`comparison_submit` on PostgreSQL: the lock, the checks on the locked rows, the comparison, the
-    assignment and the item written in one call of a function whose plans the server keeps, instead
-    of five round trips each parsed and planned anew (about half the cost of an annotation cycle).
+    """`comparison_submit` on PostgreSQL, in one call of `annotation_submit_comparison`.
     Returns the comparison and whether it was stored earlier (a repeated submit)."""
     params = [
         assignment_id, annotator_id, chosen, rating, active_ms, now, on_safety.chosen_is_safe,
         on_safety.rejected_is_safe, on_safety.safety_bin, on_safety.refusal, on_helpfulness.refusal,
+        [kind.value for kind in GuidelineKind if kind.asks_safety_labels],
     ]  # fmt: skip
     # One statement: in autocommit it is its own transaction, with no BEGIN and COMMIT round trips.
     with connection.cursor() as cursor:
-        cursor.execute("SELECT * FROM annotation_submit_comparison(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", params)
+        cursor.execute(f"SELECT * FROM {SUBMIT_COMPARISON.name}({', '.join(['%s'] * len(params))})", params)
         outcome, detail, *row = cursor.fetchone()
     if outcome == "not_found":
         raise NotFound("No such assignment of yours.")
@@ -207,6 +339,12 @@ def _valid_choice(chosen: str, rating: str) -> str:
     if rating not in Rating.values:
         raise ApplicationError(f'Unknown rating "{rating}": use one of {", ".join(Rating.values)}.')
     return chosen
+
+
+def _chosen_and_rejected(item: Item, shown_order: str, chosen: str) -> tuple[int, int]:
+    """The sample ids of (chosen, rejected) for "A" or "B" chosen as the item was shown."""
+    shown_a, shown_b = item.sample_ids_as_shown(shown_order)
+    return (shown_a, shown_b) if chosen == "A" else (shown_b, shown_a)
 
 
 def _answer_as_shown(comparison: Comparison) -> tuple:
@@ -259,7 +397,7 @@ def comparison_submit(
     on_safety, on_helpfulness = _safety_outcomes(chosen, response_a_is_safe, response_b_is_safe)
     now = timezone.now()
     answer = (chosen, rating, response_a_is_safe, response_b_is_safe)
-    if connection.vendor == "postgresql" and settings.ANNOTATION_DB_FUNCTIONS:
+    if uses_database_functions():
         comparison, existed = _submit_comparison_in_one_call(
             assignment_id=assignment.pk, annotator_id=annotator.pk, chosen=chosen, rating=rating,
             active_ms=active_ms, now=now, on_safety=on_safety, on_helpfulness=on_helpfulness,
@@ -270,11 +408,10 @@ def comparison_submit(
         if existing is not None:
             return _refuse_a_different_answer(existing, answer)
         item = locked.item
-        safety = on_safety if item.guideline_kind == GuidelineKind.SAFETY else on_helpfulness
+        safety = on_safety if GuidelineKind(item.guideline_kind).asks_safety_labels else on_helpfulness
         if safety.refusal:
             raise ApplicationError(safety.refusal)
-        shown_a, shown_b = (item.sample_b_id, item.sample_a_id) if locked.flipped else (item.sample_a_id, item.sample_b_id)
-        chosen_id, rejected_id = (shown_a, shown_b) if chosen == "A" else (shown_b, shown_a)
+        chosen_id, rejected_id = _chosen_and_rejected(item, locked.shown_order, chosen)
         comparison = Comparison.objects.create(
             assignment=locked,
             item=item,
@@ -324,15 +461,13 @@ def comparison_amend(
                 f"This comparison is in batch {comparison.batch.week}, which is closed and exported as it is; "
                 "it can no longer be changed."
             )
-        safety = on_safety if comparison.guideline_kind == GuidelineKind.SAFETY else on_helpfulness
+        safety = on_safety if GuidelineKind(comparison.guideline_kind).asks_safety_labels else on_helpfulness
         if safety.refusal:
             raise ApplicationError(safety.refusal)
         if _answer_as_shown(comparison) == (chosen, rating, response_a_is_safe, response_b_is_safe):
             return comparison
-        item = comparison.item
-        shown_a, shown_b = (item.sample_b_id, item.sample_a_id) if comparison.shown_order == "ba" else (item.sample_a_id, item.sample_b_id)
         old = {name: getattr(comparison, name) for name in AMENDED_FIELDS}
-        comparison.chosen_id, comparison.rejected_id = (shown_a, shown_b) if chosen == "A" else (shown_b, shown_a)
+        comparison.chosen_id, comparison.rejected_id = _chosen_and_rejected(comparison.item, comparison.shown_order, chosen)
         comparison.rating = rating
         comparison.chosen_is_safe, comparison.rejected_is_safe = safety.chosen_is_safe, safety.rejected_is_safe
         comparison.safety_bin = safety.safety_bin
