@@ -227,8 +227,8 @@ ASSIGNMENT_TTL_SECONDS = env_int("ASSIGNMENT_TTL_SECONDS", 30 * 60, minimum=30)
 # Weekly quota of a new annotator (editable per annotator by admins).
 DEFAULT_WEEKLY_QUOTA = env_int("DEFAULT_WEEKLY_QUOTA", 200, minimum=0)
 # On PostgreSQL the claim, the submit and token authentication each run as one call of a database
-# function (annotation/claims.py, submissions.py); false runs the ORM path SQLite uses, which is what
-# bench/annotate_load.py --hot-path compares them with.
+# function (annotation_site/db_functions.py); false runs the ORM path SQLite uses, which
+# bench/annotate_load.py --hot-path orm measures against them.
 ANNOTATION_DB_FUNCTIONS = env_bool("ANNOTATION_DB_FUNCTIONS", True)
 # How often the annotate page asks whether new items are ready while it has none to show.
 ANNOTATE_POLL_MS = env_int("ANNOTATE_POLL_MS", 3000, minimum=250)
