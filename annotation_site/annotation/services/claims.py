@@ -178,9 +178,7 @@ def _claim_step_by_step(*, annotator, guideline_kinds: list[str], task_kind: str
     live = selectors.assignment_live_for(annotator=annotator, guideline_kinds=guideline_kinds, task_kind=task_kind)
     if live is not None:
         return live
-    current_guideline = (
-        Guideline.objects.filter(kind=OuterRef("guideline_kind"), is_active=True).order_by("-version").values("id")[:1]
-    )
+    current_guideline = selectors.guidelines_current_first(kind=OuterRef("guideline_kind")).values("id")[:1]
     with transaction.atomic():
         # SKIP LOCKED where the database has it; SQLite serialises writers instead.
         found = (
