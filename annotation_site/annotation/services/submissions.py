@@ -11,6 +11,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from annotation_site.annotation.models import (
+    TIME_SPENT_MAX_MS,
     Assignment,
     AssignmentStatus,
     Comparison,
@@ -22,7 +23,6 @@ from annotation_site.annotation.models import (
     Rating,
     SafetyBin,
     TaskKind,
-    TIME_SPENT_MAX_MS,
 )
 from annotation_site.batches import selectors as batch_selectors
 from annotation_site.db_functions import DatabaseFunction, RowReads, uses_database_functions
@@ -157,6 +157,11 @@ def _safety_outcomes(chosen: str, response_a_is_safe: bool | None, response_b_is
     except ApplicationError as refused:
         return SafetyOutcome(refusal=refused.message), on_helpfulness
     return SafetyOutcome(chosen_is_safe, rejected_is_safe, safety_bin), on_helpfulness
+
+
+def _outcome_for(guideline_kind: str, on_safety: SafetyOutcome, on_helpfulness: SafetyOutcome) -> SafetyOutcome:
+    """The outcome that applies to an item of this guideline kind (the ORM path; the function does the same)."""
+    return on_safety if GuidelineKind(guideline_kind).asks_safety_labels else on_helpfulness
 
 
 # --- The submit of a comparison ---------------------------------------------------------------------
@@ -408,7 +413,7 @@ def comparison_submit(
         if existing is not None:
             return _refuse_a_different_answer(existing, answer)
         item = locked.item
-        safety = on_safety if GuidelineKind(item.guideline_kind).asks_safety_labels else on_helpfulness
+        safety = _outcome_for(item.guideline_kind, on_safety, on_helpfulness)
         if safety.refusal:
             raise ApplicationError(safety.refusal)
         chosen_id, rejected_id = _chosen_and_rejected(item, locked.shown_order, chosen)
@@ -461,7 +466,7 @@ def comparison_amend(
                 f"This comparison is in batch {comparison.batch.week}, which is closed and exported as it is; "
                 "it can no longer be changed."
             )
-        safety = on_safety if GuidelineKind(comparison.guideline_kind).asks_safety_labels else on_helpfulness
+        safety = _outcome_for(comparison.guideline_kind, on_safety, on_helpfulness)
         if safety.refusal:
             raise ApplicationError(safety.refusal)
         if _answer_as_shown(comparison) == (chosen, rating, response_a_is_safe, response_b_is_safe):
