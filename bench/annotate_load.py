@@ -28,7 +28,12 @@ N=1 baseline measured in the same run and against the target (200 cycles/s, p95 
 N=32), then checks in the database that no item was over-assigned and that every acknowledged
 submit is stored exactly once. The database is dropped at the end (--keep to keep it).
 
+--hot-path chooses what serves the cycle: the PostgreSQL functions (the default) or the ORM path
+SQLite runs (ANNOTATION_DB_FUNCTIONS=false: the same rules, about ten statements a cycle instead of
+three). Several run back to back, each on a fresh database, and a last table compares them.
+
     .venv/bin/python bench/annotate_load.py
+    .venv/bin/python bench/annotate_load.py --clients 32 --hot-path functions,orm,functions,orm
     .venv/bin/python bench/annotate_load.py --clients 32 --workers 3 --threads 16 --duration 20
     .venv/bin/python bench/annotate_load.py --clients 32 --paced-rate 250   # latency at 250 cycles/s offered
 """
