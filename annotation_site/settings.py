@@ -98,6 +98,9 @@ if _database_url:
             conn_health_checks=env_bool("DB_CONN_HEALTH_CHECKS", True),
         )
     }
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # Django's backend, checking that health without a round trip (annotation_site/db_backend).
+        DATABASES["default"]["ENGINE"] = "annotation_site.db_backend"
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
