@@ -1,11 +1,11 @@
 """Django's PostgreSQL backend, with a health check of persistent connections that costs no round trip.
 
 With CONN_HEALTH_CHECKS on (DB_CONN_HEALTH_CHECKS, the default), Django checks a reused connection
-before each request's first query with a `SELECT 1`: one more round trip on every request, a
-fourth round trip for the three statements of a rated item (docs/performance.md). A connection the server closed
-between requests (a restart, an idle timeout, `pg_terminate_backend`) has the server's goodbye,
-an error message and the end of the stream, waiting on its socket, while a healthy idle connection
-has nothing to read: looking at the socket tells them apart without asking the server. A
+before each request's first query with a `SELECT 1`: a fourth round trip beside the three
+statements of a rated item (docs/performance.md). A connection the server closed between
+requests (a restart, an idle timeout, `pg_terminate_backend`) has the server's goodbye, an error
+message and the end of the stream, waiting on its socket, while a healthy idle connection has
+nothing to read: looking at the socket tells them apart without asking the server. A
 connection that fails this check is replaced before the request uses it, as Django's check does.
 After an error inside a request Django still runs its own `SELECT 1` (`is_usable`), unchanged.
 """
