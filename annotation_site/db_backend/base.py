@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import select
 
+import psycopg2
 from django.db.backends.postgresql import base
 
 
@@ -21,10 +22,14 @@ def socket_has_been_closed(connection) -> bool:
     if connection.closed:
         return True
     try:
-        readable, _, _ = select.select([connection.fileno()], [], [], 0)
-    except (OSError, ValueError):
+        if not hasattr(select, "poll"):  # Windows
+            return bool(select.select([connection.fileno()], [], [], 0)[0])
+        # poll, not select: select refuses descriptors above 1023.
+        poller = select.poll()
+        poller.register(connection.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, ValueError, psycopg2.Error):
         return True
-    return bool(readable)
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
