@@ -3,11 +3,12 @@ import pytest
 from django.db import connection
 from django.db.migrations.loader import MigrationLoader
 
+from annotation_site.accounts.authentication import TOKEN_USER
 from annotation_site.annotation.services.claims import CLAIM_NEXT
 from annotation_site.annotation.services.submissions import SUBMIT_COMPARISON
 from annotation_site.db_functions import InstallFunction
 
-HOT_PATH_FUNCTIONS = [CLAIM_NEXT, SUBMIT_COMPARISON]
+HOT_PATH_FUNCTIONS = [TOKEN_USER, CLAIM_NEXT, SUBMIT_COMPARISON]
 
 
 def newest_installs() -> dict[str, InstallFunction]:
