@@ -2,12 +2,12 @@
 
 The hot path (authenticate, submit, claim the next item) calls PostgreSQL functions, whose plans the
 server keeps per session, instead of ORM queries parsed and planned anew on every request
-(`bench/annotate_load.py --hot-path functions,orm` measures the difference: docs/architecture.md).
+(`bench/annotate_load.py --hot-path functions,orm` measures the difference: docs/performance.md).
 Each function's text is a `DatabaseFunction` in the module whose Python calls it and reads its row
-(`annotation.services.claims`, `annotation.services.submissions`); migrations install that text
-with `InstallFunction`. Each returns one flat row of several tables' columns, in an order declared
-once with `RowReads` and checked against the function by the tests. SQLite, the demo's database,
-runs the ORM path written beside each function.
+(`accounts.authentication`, `annotation.services.claims`, `annotation.services.submissions`);
+migrations install that text with `InstallFunction`. Each returns one flat row of several tables'
+columns, in an order declared once with `RowReads` and checked against the function by the tests.
+SQLite, the demo's database, runs the ORM path written beside each function.
 """
 from __future__ import annotations
 

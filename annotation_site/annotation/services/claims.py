@@ -61,7 +61,7 @@ def _sweep_expired_now_and_then(now: dt.datetime) -> None:
 # statement whose plan the server keeps for the session. Each of those was a round trip of its own
 # (plus BEGIN and COMMIT), and planning the statements anew on every claim cost more than running
 # them: on the ORM the whole rated-item cycle costs about three times the CPU
-# (`bench/annotate_load.py --hot-path functions,orm`, docs/architecture.md).
+# (`bench/annotate_load.py --hot-path functions,orm`, docs/performance.md).
 #
 # SQLite (the demo) has no such functions: `_claim_step_by_step` makes the same claim with the ORM.
 # The function is the authoritative copy of the rules they share (which item, the slot, the
