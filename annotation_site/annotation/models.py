@@ -20,8 +20,8 @@ class GuidelineKind(models.TextChoices):
 
     @property
     def asks_safety_labels(self) -> bool:
-        """Whether its items ask for a safe/unsafe label on each response (Llama 2, §3.2.1); the submit
-        of a comparison (both databases) reads this, nothing else names the kind."""
+        """Whether its items ask for a safe/unsafe label on each response (Llama 2, §3.2.1): what the
+        submit and the amend of a comparison read, on both databases."""
         return self is GuidelineKind.SAFETY
 
 
