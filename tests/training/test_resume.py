@@ -1,0 +1,131 @@
+"""Long runs resume: a run stopped after it saved a state continues from that state when it starts
+again with the same config, each step once, and ends where an uninterrupted run ends."""
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, TrainerCallback
+
+from training import ppo, reward_model, sft
+from training.config import load_config
+from training.resume import find_state, resume_folder, save_state
+from training.synthetic_batch import write_exported_batch
+
+
+class WorkerLost(RuntimeError):
+    """What the tests raise to stop a run midway, as a dead worker would."""
+
+
+class StopAfterSave(TrainerCallback):
+    """Stops the run right after the Trainer saved its state at `step`."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise WorkerLost(f"stopped after the state of step {self.step} was saved")
+
+
+def config_of(module, values: dict):
+    return load_config(module.Config, None, [f"{key}={json.dumps(value)}" for key, value in values.items()])
+
+
+def rows(path, key="step"):
+    return [row[key] for row in map(json.loads, path.read_text().splitlines()) if "loss" in row or key == "iteration"]
+
+
+def parameters_close(a, b) -> bool:
+    return all(torch.allclose(x, y, atol=1e-6) for x, y in zip(a.parameters(), b.parameters(), strict=True))
+
+
+# --- the state folder ----------------------------------------------------------------------------
+
+
+def test_a_state_half_written_when_the_process_died_is_not_resumed(tmp_path):
+    config = sft.Config(model="m", data=["d"], out=str(tmp_path / "run"))
+    assert find_state(config.out, config) == (None, "")
+    save_state(config.out, 2, lambda folder: (folder / "model.pt").write_text("step 2"))
+    # A kill during the save of step 4: its folder never got renamed into place.
+    (resume_folder(config.out) / "checkpoint-4.tmp").mkdir()
+    # A Trainer checkpoint killed before it wrote trainer_state.json, its last file.
+    (resume_folder(config.out) / "checkpoint-6").mkdir()
+
+    state, message = find_state(config.out, config)
+
+    assert state.step == 2 and (state.path / "model.pt").read_text() == "step 2"
+    assert message.startswith("resumed from step 2")
+
+
+def test_a_state_of_another_config_is_not_resumed_and_the_run_says_so(tmp_path):
+    config = sft.Config(model="m", data=["d"], out=str(tmp_path / "run"))
+    find_state(config.out, config)
+    save_state(config.out, 2, lambda folder: None)
+
+    # How often states are saved is no reason to start over; the learning rate is.
+    assert find_state(config.out, sft.Config(model="m", data=["d"], out=config.out, save_state_every=7))[0].step == 2
+    state, message = find_state(config.out, sft.Config(model="m", data=["d"], out=config.out, learning_rate=1.0))
+
+    assert state is None and "belongs to another config; starting over from step 0" in message
+    assert not (resume_folder(config.out) / "checkpoint-2").exists()
+
+
+# --- the trainer recipes -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def demonstrations(tmp_path):
+    return write_exported_batch(tmp_path / "w48", n_train=24, n_test=8)
+
+
+def sft_values(tmp_path, tiny_model_dir, data, out="sft"):
+    return {"model": str(tiny_model_dir), "data": [str(data)], "out": str(tmp_path / out), "batch_size": 4,
+            "per_device_batch_size": 4, "learning_rate": 3e-3, "bf16": False, "max_steps": 6, "eval_fraction": 0,
+            "save_state_every": 2}
+
+
+def test_an_sft_run_stopped_after_a_save_resumes_there_and_ends_like_an_uninterrupted_one(tmp_path, tiny_model_dir, demonstrations):
+    values = sft_values(tmp_path, tiny_model_dir, demonstrations)
+    with pytest.raises(WorkerLost):
+        sft.train(config_of(sft, values), callbacks=[StopAfterSave(4)])
+    assert (tmp_path / "sft.failed").is_dir() and (resume_folder(values["out"]) / "checkpoint-4").is_dir()
+
+    out = sft.train(config_of(sft, values))
+
+    log = (out / "train.log").read_text()
+    assert "resumed from step 4" in log
+    assert rows(out / "metrics.jsonl") == [1, 2, 3, 4, 5, 6]  # each step once, none lost
+    assert not resume_folder(out).exists() and not (tmp_path / "sft.failed").exists()
+    uninterrupted = sft.train(config_of(sft, sft_values(tmp_path, tiny_model_dir, demonstrations, out="sft-whole")))
+    assert parameters_close(AutoModelForCausalLM.from_pretrained(out), AutoModelForCausalLM.from_pretrained(uninterrupted))
+    losses = lambda folder: [row["loss"] for row in map(json.loads, (folder / "metrics.jsonl").read_text().splitlines()) if "loss" in row]
+    assert losses(out) == pytest.approx(losses(uninterrupted), rel=1e-5)
+
+
+def test_a_reward_model_run_resumes_from_its_saved_step(tmp_path, tiny_model_dir):
+    folder = write_exported_batch(tmp_path / "w48", n_train=32, n_test=8)
+    values = {"model": str(tiny_model_dir), "data": [str(folder)], "out": str(tmp_path / "rm"), "batch_size": 4,
+              "per_device_batch_size": 4, "learning_rate": 3e-3, "warmup_min_steps": 1, "bf16": False,
+              "eval_batch_size": 8, "max_steps": 6, "save_state_every": 3}
+    with pytest.raises(WorkerLost):
+        reward_model.train(config_of(reward_model, values), callbacks=[StopAfterSave(3)])
+
+    out = reward_model.train(config_of(reward_model, values))
+
+    assert "resumed from step 3" in (out / "train.log").read_text()
+    assert rows(out / "metrics.jsonl") == [1, 2, 3, 4, 5, 6]
+    uninterrupted = reward_model.train(config_of(reward_model, {**values, "out": str(tmp_path / "rm-whole")}))
+    assert parameters_close(AutoModelForSequenceClassification.from_pretrained(out),
+                            AutoModelForSequenceClassification.from_pretrained(uninterrupted))
+
+
+def test_a_changed_config_starts_over_from_step_0(tmp_path, tiny_model_dir, demonstrations):
+    values = sft_values(tmp_path, tiny_model_dir, demonstrations)
+    with pytest.raises(WorkerLost):
+        sft.train(config_of(sft, values), callbacks=[StopAfterSave(4)])
+
+    out = sft.train(config_of(sft, {**values, "learning_rate": 1e-3}))
+
+    log = (out / "train.log").read_text()
+    assert "belongs to another config; starting over from step 0" in log and "resumed from" not in log
+    assert rows(out / "metrics.jsonl") == [1, 2, 3, 4, 5, 6]
