@@ -129,3 +129,58 @@ def test_a_changed_config_starts_over_from_step_0(tmp_path, tiny_model_dir, demo
     log = (out / "train.log").read_text()
     assert "belongs to another config; starting over from step 0" in log and "resumed from" not in log
     assert rows(out / "metrics.jsonl") == [1, 2, 3, 4, 5, 6]
+
+
+# --- the hand-written loops ----------------------------------------------------------------------
+
+
+def toy_reward(prompts, responses, guidelines):
+    """Longer answers are better: a deterministic reward, so runs can be compared."""
+    return torch.tensor([float(len(response)) for response in responses])
+
+
+def stopping_reward(calls: int):
+    """The toy reward, until call `calls`, where the run stops as a dead worker would stop it."""
+    seen = []
+
+    def reward(prompts, responses, guidelines):
+        seen.append(1)
+        if len(seen) == calls:
+            raise WorkerLost(f"stopped in call {calls} of the reward")
+        return toy_reward(prompts, responses, guidelines)
+
+    return reward
+
+
+@pytest.fixture
+def prompt_file(tmp_path):
+    path = tmp_path / "prompts.jsonl"
+    with path.open("w") as file:
+        for index, topic in enumerate(["bread", "weather", "python code", "a story", "history", "travel"]):
+            file.write(json.dumps({"prompt": [{"role": "user", "content": f"Tell me about {topic}."}],
+                                   "guideline": "safety" if index == 0 else "helpfulness"}) + "\n")
+    return path
+
+
+def test_a_ppo_run_stopped_in_an_iteration_resumes_after_its_last_saved_iteration(tmp_path, tiny_model_dir, prompt_file):
+    def config(out):
+        return ppo.Config(model=str(tiny_model_dir), data=[str(prompt_file)], out=str(tmp_path / out), iterations=4,
+                          batch_size=4, minibatch_size=2, micro_batch_size=2, generation_batch_size=4,
+                          forward_batch_size=4, max_new_tokens=6, learning_rate=1e-3, bf16=False, seed=0,
+                          save_state_every=2)
+
+    with pytest.raises(WorkerLost):
+        ppo.train(config("ppo"), reward_fn=stopping_reward(4))  # iteration 4: after the save of iteration 2
+    assert [row["iteration"] for row in map(json.loads, (tmp_path / "ppo.failed" / "metrics.jsonl").read_text().splitlines())] == [1, 2, 3]
+
+    out = ppo.train(config("ppo"), reward_fn=toy_reward)
+
+    assert "resumed from step 2" in (out / "train.log").read_text()
+    assert rows(out / "metrics.jsonl", "iteration") == [1, 2, 3, 4]
+    assert sorted({row["iteration"] for row in map(json.loads, (out / "samples.jsonl").read_text().splitlines())}) == [1, 2, 3, 4]
+    assert json.loads((out / "eval.json").read_text())["iterations"] == 4
+    whole = ppo.train(config("ppo-whole"), reward_fn=toy_reward)
+    assert parameters_close(AutoModelForCausalLM.from_pretrained(out), AutoModelForCausalLM.from_pretrained(whole))
+    assert rows(out / "metrics.jsonl", "iteration") == rows(whole / "metrics.jsonl", "iteration")
+    reward = lambda folder: [row["reward"] for row in map(json.loads, (folder / "metrics.jsonl").read_text().splitlines())]
+    assert reward(out) == pytest.approx(reward(whole))
