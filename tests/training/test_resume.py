@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, TrainerCallback
 
-from training import ppo, reward_model, sft
+from training import ppo, rejection_sampling, reward_model, sft
 from training.config import load_config
 from training.resume import find_state, resume_folder, save_state
 from training.synthetic_batch import write_exported_batch
@@ -184,3 +184,31 @@ def test_a_ppo_run_stopped_in_an_iteration_resumes_after_its_last_saved_iteratio
     assert rows(out / "metrics.jsonl", "iteration") == rows(whole / "metrics.jsonl", "iteration")
     reward = lambda folder: [row["reward"] for row in map(json.loads, (folder / "metrics.jsonl").read_text().splitlines())]
     assert reward(out) == pytest.approx(reward(whole))
+
+
+def test_a_rejection_sampling_run_resumes_with_its_pool_after_its_last_finished_iteration(tmp_path, tiny_model_dir, prompt_file):
+    def config(out):
+        return rejection_sampling.Config(
+            model=str(tiny_model_dir), data=[str(prompt_file)], out=str(tmp_path / out), engine="local", iterations=3,
+            prompts_per_iteration=2, samples_per_prompt=3, max_new_tokens=8, seed=0,
+            sft={"epochs": 1, "batch_size": 2, "per_device_batch_size": 2, "learning_rate": 1e-3, "max_length": 256,
+                 "bf16": False, "eval_fraction": 0.0},
+        )
+
+    with pytest.raises(WorkerLost):
+        rejection_sampling.train(config("rs"), reward_fn=stopping_reward(3))  # in iteration 3, after 2 saved states
+    # What a worker killed while iteration 3 fine-tuned leaves: a half-trained SFT folder.
+    (tmp_path / "rs.failed" / "iterations" / "3" / "checkpoint.tmp").mkdir(parents=True)
+
+    out = rejection_sampling.train(config("rs"), reward_fn=toy_reward)
+
+    assert "resumed from step 2" in (out / "train.log").read_text()
+    assert rows(out / "metrics.jsonl", "iteration") == [1, 2, 3]
+    pool = [json.loads(line) for line in (out / "pool.jsonl").read_text().splitlines()]
+    assert [row["iteration"] for row in pool] == [1, 1, 2, 2, 3, 3]  # the best answers of every iteration, once
+    samples = [json.loads(line)["iteration"] for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert samples == [1] * 6 + [2] * 6 + [3] * 6
+    whole = rejection_sampling.train(config("rs-whole"), reward_fn=toy_reward)
+    assert [row["score"] for row in pool] == pytest.approx(
+        [json.loads(line)["score"] for line in (whole / "pool.jsonl").read_text().splitlines()])
+    assert parameters_close(AutoModelForCausalLM.from_pretrained(out), AutoModelForCausalLM.from_pretrained(whole))
