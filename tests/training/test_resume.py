@@ -1,12 +1,13 @@
 """Long runs resume: a run stopped after it saved a state continues from that state when it starts
 again with the same config, each step once, and ends where an uninterrupted run ends."""
+import dataclasses
 import json
 
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, TrainerCallback
 
-from training import ppo, rejection_sampling, reward_model, sft
+from training import evaluate_policy, ppo, rejection_sampling, reward_model, sft
 from training.config import load_config
 from training.resume import find_state, resume_folder, save_state
 from training.synthetic_batch import write_exported_batch
@@ -212,3 +213,37 @@ def test_a_rejection_sampling_run_resumes_with_its_pool_after_its_last_finished_
     assert [row["score"] for row in pool] == pytest.approx(
         [json.loads(line)["score"] for line in (whole / "pool.jsonl").read_text().splitlines()])
     assert parameters_close(AutoModelForCausalLM.from_pretrained(out), AutoModelForCausalLM.from_pretrained(whole))
+
+
+class LostJudge:
+    """A judge endpoint whose worker dies on the first request."""
+
+    engine, model = "scripted", "lost"
+
+    def chat(self, conversations, params):
+        raise WorkerLost("stopped while the judge was asked")
+
+
+def test_a_policy_evaluation_resumes_without_sampling_the_checkpoints_it_had_sampled(tmp_path, tiny_model_dir, prompt_file):
+    from tests.training.rlhf_models import build_tiny_reward_model
+    from training.tiny_model import build_tiny_chat_model
+
+    config = evaluate_policy.Config(
+        model=str(build_tiny_chat_model(tmp_path / "v2", seed=1)), against=[str(tiny_model_dir)], labels=["v2", "v1"],
+        data=[str(prompt_file)], out=str(tmp_path / "eval"), engine="local", max_new_tokens=8, temperature=1.0, seed=0,
+        helpfulness_reward_model=str(build_tiny_reward_model(tiny_model_dir, tmp_path / "rm-h", seed=1)),
+        safety_reward_model=str(build_tiny_reward_model(tiny_model_dir, tmp_path / "rm-s", seed=2)),
+    )
+    with pytest.raises(WorkerLost):
+        evaluate_policy.evaluate(config, judge_engine=LostJudge())
+    sampled_before = (tmp_path / "eval.failed" / "metrics.jsonl").read_text().splitlines()[:2]
+
+    out = evaluate_policy.evaluate(config)
+
+    assert "resumed from step 2" in (out / "train.log").read_text()
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [(row["step"], row["stage"]) for row in metrics] == [(1, "sampling"), (2, "sampling"), (3, "scoring")]
+    assert (out / "metrics.jsonl").read_text().splitlines()[:2] == sampled_before  # not sampled again
+    whole = evaluate_policy.evaluate(dataclasses.replace(config, out=str(tmp_path / "eval-whole")))
+    answers = lambda folder: [(row["version"], row["response"]) for row in map(json.loads, (folder / "answers.jsonl").read_text().splitlines())]
+    assert answers(out) == answers(whole)
