@@ -9,11 +9,15 @@ a heartbeat, cancel requests. On success the checkpoint is registered through th
 
 A worker that dies mid-run leaves the run RUNNING with a heartbeat that stops moving. The next
 delivery of its task (acks_late: the broker gives the message back) or the beat watchdog finds it
-stale and *restarts* it, up to RUN_MAX_ATTEMPTS attempts, then marks it failed. Restarting is
-right because a worker dies for reasons outside the run (preemption, a container restart, the
-OOM killer taking the worker) and a recipe run again from its config gives the same result (it
-is seeded, and RunFolder discards the half-written `.tmp` folder); the bound ends a run that
-kills its worker every time instead of looping on it.
+stale and restarts it, up to RUN_MAX_ATTEMPTS attempts, then marks it failed. A restarted attempt
+*resumes*: the recipes save a resumable state every `save_state_every` steps into
+`checkpoint.resume/` beside their half-written `checkpoint.tmp/` (training/resume.py), and the
+new attempt starts the same recipe on the same launch.yaml and output folder, so the recipe finds
+that state (its config fingerprint matches) and continues from its step, keeping metrics.jsonl
+one row a step; the run records the step (`resumed_from_step`, in run.log and on the run page).
+Without a saved state yet it starts from step 0. Restarting is right because a worker dies for
+reasons outside the run (preemption, a container restart, the OOM killer taking the worker); the
+bound ends a run that kills its worker every time instead of looping on it.
 """
 from __future__ import annotations
 
@@ -260,6 +264,9 @@ def run_execute(*, run_id: int, worker: str) -> str:
         # The attempt before this one may have left its recipe running when its worker died;
         # stop_group leaves it alone on another host or when the group id was reused.
         stop_group(LaunchedGroup(pgid=previous_group, host=previous_host, marker=_marker(paths)), grace_s=0)
+    # The recipe continues from the newest state it saved (the same config, so the same fingerprint).
+    run.resumed_from_step = paths.saved_step()
+    TrainingRun.objects.filter(pk=run_id, worker=worker).update(resumed_from_step=run.resumed_from_step)
     paths.launch_config.write_text(run.config_text)
     return _supervise(run, paths, worker)
 
@@ -294,8 +301,9 @@ def _supervise(run: TrainingRun, paths: artifacts.RunPaths, worker: str) -> str:
         return RunStatus.FAILED
     env = {**os.environ, "PYTHONUNBUFFERED": "1", MARKER_ENV: _marker(paths)}
     with paths.log.open("ab") as log:
+        resumes = f", resuming from step {run.resumed_from_step}" if run.resumed_from_step else ""
         log.write(
-            f"=== attempt {run.attempts} on {worker} at {timezone.now().isoformat()}\n"
+            f"=== attempt {run.attempts} on {worker} at {timezone.now().isoformat()}{resumes}\n"
             f"=== {shlex.join(command)}\n".encode()
         )
         log.flush()
@@ -464,8 +472,10 @@ def run_recover_stale(*, run_id: int, now: dt.datetime | None = None, dead_worke
         return None
     if stale.filter(cancel_requested=True).update(status=RunStatus.CANCELLED, finished_at=now):
         return RunStatus.CANCELLED
-    if stale.update(status=RunStatus.QUEUED, error=f"Attempt {run.attempts} lost its worker ({why}); restarted."):
-        _append_log(artifacts.run_paths(run), f"=== attempt {run.attempts} lost its worker ({why}); restarting\n")
+    saved = artifacts.run_paths(run).saved_step()
+    resumes = f"resumes from step {saved}" if saved else "restarts from step 0 (no state saved yet)"
+    if stale.update(status=RunStatus.QUEUED, error=f"Attempt {run.attempts} lost its worker ({why}); the next attempt {resumes}."):
+        _append_log(artifacts.run_paths(run), f"=== attempt {run.attempts} lost its worker ({why}); the next attempt {resumes}\n")
         return RunStatus.QUEUED
     return None
 
