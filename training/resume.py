@@ -4,8 +4,9 @@ Every `save_state_every` steps a recipe saves what it needs to go on into `<out>
 the half-written `<out>.tmp/` (training/run_folder.py): the model, the optimizer, the scheduler,
 the RNG states, the step, and whatever else the recipe carries (rejection sampling's pool). When the
 same config starts again, `RunFolder(config=...)` finds the newest complete state (`find_state`),
-keeps what the run had written up to its step (metrics.jsonl keeps each step once) and hands it to
-the recipe as `run.resumed`, which continues from it. A finished run deletes the folder.
+keeps what the run had written up to its step (metrics.jsonl keeps each step once), records the
+resume in the run folder's `resumes.json` and hands the state to the recipe as `run.resumed`,
+which continues from it. A finished run deletes `<out>.resume/`.
 
 Layout of `<out>.resume/`:
 
@@ -21,6 +22,7 @@ Layout of `<out>.resume/`:
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import hashlib
 import json
 import logging
@@ -35,6 +37,8 @@ from typing import Any
 logger = logging.getLogger("training")
 
 FINGERPRINT_FILE = "config.sha256"
+# In the run folder (so the finished checkpoint keeps it): every resume, {"step", "at"}, oldest first.
+RESUMES_FILE = "resumes.json"
 TRAINER_STATE_FILE = "trainer_state.json"  # transformers' TRAINER_STATE_NAME
 STATE_FILE = "state.json"  # what save_state writes last: the step, for a person reading the folder
 STATE_NAME = re.compile(r"^checkpoint-(\d+)$")
@@ -132,6 +136,24 @@ def save_state(out: str | Path, step: int, write: Callable[[Path], None]) -> Pat
             shutil.rmtree(state.path, ignore_errors=True)
     logger.info("saved a resumable state at step %d in %s", step, final)
     return final
+
+
+def record_resume(run_folder: Path, step: int) -> None:
+    """Add a resume from `step` to the run folder's resumes.json, for the platform and a reader."""
+    path = run_folder / RESUMES_FILE
+    resumes = json.loads(path.read_text()) if path.is_file() else []
+    resumes.append({"step": step, "at": datetime.datetime.now(datetime.timezone.utc).isoformat()})
+    _write_atomically(path, json.dumps(resumes, indent=2) + "\n")
+
+
+def last_resume(run_folder: Path | None) -> tuple[int, datetime.datetime] | None:
+    """(step, when) of the latest resume recorded in a run folder, if it ever resumed."""
+    path = run_folder / RESUMES_FILE if run_folder else None
+    try:
+        resumes = json.loads(path.read_text()) if path and path.is_file() else []
+        return (int(resumes[-1]["step"]), datetime.datetime.fromisoformat(resumes[-1]["at"])) if resumes else None
+    except (ValueError, KeyError, TypeError, IndexError, OSError):
+        return None
 
 
 def discard_states(out: str | Path) -> None:

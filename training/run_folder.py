@@ -6,8 +6,8 @@ A run writes into `<out>.tmp/` and renames it to `<out>/` only once the checkpoi
 person can both see that it failed and why; `<out>/` never exists for it.
 
 A run given its config resumes from a state it saved earlier (training/resume.py): it keeps the
-folder its earlier attempt wrote, `<out>.tmp/` or `<out>.failed/`, with the rows of its step logs (STEP_LOGS) past the
-resumed step dropped: they are done again, and each step keeps one row.
+folder its earlier attempt wrote, `<out>.tmp/` or `<out>.failed/`, with the rows of its step logs
+(STEP_LOGS) past the resumed step dropped: they are done again, and each step keeps one row.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ import torch
 from transformers import TrainerCallback
 
 from training.config import save_config
-from training.resume import SavedState, discard_states, find_state, resume_folder
+from training.resume import SavedState, discard_states, find_state, record_resume, resume_folder
 
 logger = logging.getLogger("training")
 
@@ -60,6 +60,8 @@ class RunFolder:
             else:
                 self._keep_earlier_attempt(self.resumed.step)
             self.tmp.mkdir(parents=True, exist_ok=True)
+            if self.resumed is not None:
+                record_resume(self.tmp, self.resumed.step)
             self._log_handler = logging.FileHandler(self.tmp / "train.log")
             self._log_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
             for name in ("training", "transformers", "trl"):

@@ -18,7 +18,7 @@ import yaml
 from django.conf import settings
 
 from annotation_site.runs.models import Recipe, TrainingRun
-from training.resume import saved_step
+from training.resume import last_resume, saved_step
 
 LOG_TAIL_LINES = 40
 # Plots are served by name from the run's folder; only plain PNG names qualify.
@@ -52,6 +52,11 @@ class RunPaths:
     def saved_step(self) -> int | None:
         """The step of the newest resumable state the recipe saved, which its next start continues from."""
         return saved_step(self.out)
+
+    def resumed_from(self, since) -> int | None:
+        """The step the recipe said it resumed from (its resumes.json), if it did so at or after `since`."""
+        resume = last_resume(self.artifacts())
+        return resume[0] if resume and since and resume[1] >= since else None
 
     def artifacts(self) -> Path | None:
         """The folder holding the run's metrics and plots now: finished, in progress, or failed."""

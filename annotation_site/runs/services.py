@@ -14,7 +14,8 @@ stale and restarts it, up to RUN_MAX_ATTEMPTS attempts, then marks it failed. A 
 `checkpoint.resume/` beside their half-written `checkpoint.tmp/` (training/resume.py), and the
 new attempt starts the same recipe on the same launch.yaml and output folder, so the recipe finds
 that state (its config fingerprint matches) and continues from its step, keeping metrics.jsonl
-one row a step; the run records the step (`resumed_from_step`, in run.log and on the run page).
+one row a step; the recipe records the resume in its folder's resumes.json, which the supervisor
+copies to `resumed_from_step` (shown on the run page; run.log has the recipe's own line).
 Without a saved state yet it starts from step 0. Restarting is right because a worker dies for
 reasons outside the run (preemption, a container restart, the OOM killer taking the worker); the
 bound ends a run that kills its worker every time instead of looping on it.
@@ -243,7 +244,7 @@ def run_execute(*, run_id: int, worker: str) -> str:
     previous_host, previous_group = run.worker_host, run.process_group
     claimed = TrainingRun.objects.filter(pk=run_id, status=RunStatus.QUEUED, cancel_requested=False).update(
         status=RunStatus.RUNNING, attempts=F("attempts") + 1, worker=worker, worker_host=socket.gethostname(),
-        process_group=None, started_at=now, heartbeat_at=now, finished_at=None, error="",
+        process_group=None, started_at=now, heartbeat_at=now, finished_at=None, error="", resumed_from_step=None,
     )
     run.refresh_from_db()
     if not claimed:
@@ -264,9 +265,6 @@ def run_execute(*, run_id: int, worker: str) -> str:
         # The attempt before this one may have left its recipe running when its worker died;
         # stop_group leaves it alone on another host or when the group id was reused.
         stop_group(LaunchedGroup(pgid=previous_group, host=previous_host, marker=_marker(paths)), grace_s=0)
-    # The recipe continues from the newest state it saved (the same config, so the same fingerprint).
-    run.resumed_from_step = paths.saved_step()
-    TrainingRun.objects.filter(pk=run_id, worker=worker).update(resumed_from_step=run.resumed_from_step)
     paths.launch_config.write_text(run.config_text)
     return _supervise(run, paths, worker)
 
@@ -301,9 +299,8 @@ def _supervise(run: TrainingRun, paths: artifacts.RunPaths, worker: str) -> str:
         return RunStatus.FAILED
     env = {**os.environ, "PYTHONUNBUFFERED": "1", MARKER_ENV: _marker(paths)}
     with paths.log.open("ab") as log:
-        resumes = f", resuming from step {run.resumed_from_step}" if run.resumed_from_step else ""
         log.write(
-            f"=== attempt {run.attempts} on {worker} at {timezone.now().isoformat()}{resumes}\n"
+            f"=== attempt {run.attempts} on {worker} at {timezone.now().isoformat()}\n"
             f"=== {shlex.join(command)}\n".encode()
         )
         log.flush()
@@ -353,7 +350,7 @@ def _watch(run: TrainingRun, process: subprocess.Popen, group: LaunchedGroup, mi
             step, total = artifacts.progress(run)
             mine.update(
                 heartbeat_at=timezone.now(), step=step, total_steps=total,
-                progress=min(1.0, step / total) if total else 0.0,
+                progress=min(1.0, step / total) if total else 0.0, **_resumed(run),
             )
         except DatabaseError:
             # A database blip must not kill hours of training; if it lasts past RUN_STALE_AFTER_S the
@@ -363,6 +360,12 @@ def _watch(run: TrainingRun, process: subprocess.Popen, group: LaunchedGroup, mi
             return None
 
 
+def _resumed(run: TrainingRun) -> dict:
+    """`resumed_from_step` once this attempt's recipe has said it resumed (its resumes.json)."""
+    step = artifacts.run_paths(run).resumed_from(run.started_at)
+    return {"resumed_from_step": step} if step is not None else {}
+
+
 def _succeed(run: TrainingRun, paths: artifacts.RunPaths, worker: str) -> str:
     try:
         with transaction.atomic():
@@ -370,7 +373,7 @@ def _succeed(run: TrainingRun, paths: artifacts.RunPaths, worker: str) -> str:
             checkpoint = _register_checkpoint(run, paths) if run.recipe in CHECKPOINT_KIND else None
             updated = TrainingRun.objects.filter(pk=run.pk, worker=worker, status=RunStatus.RUNNING).update(
                 status=RunStatus.SUCCEEDED, checkpoint=checkpoint, progress=1.0, finished_at=timezone.now(),
-                process_group=None,
+                process_group=None, **_resumed(run),
             )
             if not updated:  # cancelled in the last instant: keep the files, register nothing
                 transaction.set_rollback(True)
@@ -413,6 +416,7 @@ def _fail(run: TrainingRun, paths: artifacts.RunPaths, worker: str, returncode: 
     tail = artifacts.log_tail(run, lines=ERROR_LOG_LINES)
     TrainingRun.objects.filter(pk=run.pk, worker=worker, status=RunStatus.RUNNING).update(
         status=RunStatus.FAILED, error=f"{message}\n\n{tail}".strip(), finished_at=timezone.now(), process_group=None,
+        **_resumed(run),
     )
     _append_log(paths, f"=== failed: {message}\n")
     return RunStatus.FAILED
@@ -473,7 +477,7 @@ def run_recover_stale(*, run_id: int, now: dt.datetime | None = None, dead_worke
     if stale.filter(cancel_requested=True).update(status=RunStatus.CANCELLED, finished_at=now):
         return RunStatus.CANCELLED
     saved = artifacts.run_paths(run).saved_step()
-    resumes = f"resumes from step {saved}" if saved else "restarts from step 0 (no state saved yet)"
+    resumes = f"resumes from the state saved at step {saved}" if saved else "starts from step 0 (no state saved yet)"
     if stale.update(status=RunStatus.QUEUED, error=f"Attempt {run.attempts} lost its worker ({why}); the next attempt {resumes}."):
         _append_log(artifacts.run_paths(run), f"=== attempt {run.attempts} lost its worker ({why}); the next attempt {resumes}\n")
         return RunStatus.QUEUED

@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, TrainerCallback
 
-from training import evaluate_policy, ppo, rejection_sampling, reward_model, sft
+from training import evaluate_policy, grpo, ppo, rejection_sampling, reward_model, sft
 from training.config import load_config
 from training.resume import find_state, resume_folder, save_state
 from training.synthetic_batch import write_exported_batch
@@ -247,3 +247,19 @@ def test_a_policy_evaluation_resumes_without_sampling_the_checkpoints_it_had_sam
     whole = evaluate_policy.evaluate(dataclasses.replace(config, out=str(tmp_path / "eval-whole")))
     answers = lambda folder: [(row["version"], row["response"]) for row in map(json.loads, (folder / "answers.jsonl").read_text().splitlines())]
     assert answers(out) == answers(whole)
+
+
+def test_a_grpo_run_resumes_from_its_saved_step(tmp_path, tiny_model_dir, prompt_file):
+    def config(out):
+        return grpo.Config(model=str(tiny_model_dir), data=[str(prompt_file)], out=str(tmp_path / out), num_generations=4,
+                           batch_size=8, per_device_batch_size=8, max_steps=4, max_new_tokens=6, learning_rate=1e-3,
+                           bf16=False, seed=0, save_state_every=2)
+
+    with pytest.raises(WorkerLost):
+        grpo.train(config("grpo"), reward_fn=toy_reward, callbacks=[StopAfterSave(2)])
+
+    out = grpo.train(config("grpo"), reward_fn=toy_reward)
+
+    assert "resumed from step 2" in (out / "train.log").read_text()
+    assert rows(out / "metrics.jsonl") == [1, 2, 3, 4]
+    assert not resume_folder(out).exists()

@@ -2,6 +2,7 @@
 broker (never eager mode), and what happens when the worker process running it is killed."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -83,6 +84,7 @@ def test_a_killed_worker_process_gives_the_run_back_and_it_resumes_from_its_save
     assert steps == list(range(1, 61))
     log = paths.log.read_text()
     assert f"attempt 1 lost its worker (worker {run.worker.split(':')[0]}" in log
-    assert f"=== attempt 2 on" in log and f"resuming from step {run.resumed_from_step}" in log
-    assert f"resumed from step {run.resumed_from_step}" in (paths.out / "train.log").read_text()
+    assert f"the next attempt resumes from the state saved at step {run.resumed_from_step}" in log
+    assert "=== attempt 2 on" in log and f"[training] resumed from step {run.resumed_from_step}" in log
+    assert [resume["step"] for resume in json.loads((paths.out / "resumes.json").read_text())] == [run.resumed_from_step]
     assert not (paths.root / "checkpoint.resume").exists()  # a finished run keeps no state
