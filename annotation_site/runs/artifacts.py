@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import yaml
@@ -53,7 +54,7 @@ class RunPaths:
         """The step of the newest resumable state the recipe saved, which its next start continues from."""
         return saved_step(self.out)
 
-    def resumed_from(self, since) -> int | None:
+    def resumed_from(self, since: datetime | None) -> int | None:
         """The step the recipe said it resumed from (its resumes.json), if it did so at or after `since`."""
         resume = last_resume(self.artifacts())
         return resume[0] if resume and since and resume[1] >= since else None
