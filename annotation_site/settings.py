@@ -373,6 +373,13 @@ GENERATION_FILL_INTERVAL_S = env_int("GENERATION_FILL_INTERVAL_S", 30, minimum=1
 # fresh one each run. Set, it makes what a run generates reproducible (the tests set it).
 GENERATION_SEED = env_int("GENERATION_SEED", 0) if env_str("GENERATION_SEED", "") else None
 DEPLOYMENT_HEALTH_INTERVAL_S = env_int("DEPLOYMENT_HEALTH_INTERVAL_S", 60, minimum=1)
+# Canary deployments (generation/canary.py): the defaults a canary starts with (the loop's gates
+# may give their own): its share of new pairs, the votes against its baseline that decide it, and
+# the win rate (ties half) it needs to be promoted; beat decides running canaries this often.
+CANARY_SHARE = env_float("CANARY_SHARE", 0.2)
+CANARY_MIN_VOTES = env_int("CANARY_MIN_VOTES", 200, minimum=1)
+CANARY_MIN_WIN_RATE = env_float("CANARY_MIN_WIN_RATE", 0.5)
+CANARY_DECIDE_INTERVAL_S = env_int("CANARY_DECIDE_INTERVAL_S", 300, minimum=10)
 # Hosts and networks a deployment's endpoint URL may point at (names, addresses, CIDR networks):
 # loopback (servers launched outside docker) and the compose stack's serving worker. Link-local and
 # cloud metadata addresses are refused whatever this says (serving/endpoints.py).

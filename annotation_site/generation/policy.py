@@ -59,16 +59,27 @@ class SamplingPolicy:
         """Two (deployment, temperature) variants for one prompt.
 
         `deployments` are usable ones, most recent checkpoint first; one per checkpoint is kept.
+        A running canary (generation/canary.py) answers its `canary_share` of pairs, each against
+        its baseline, and no other pair; with no canary running no extra draw is made, so a seeded
+        fill makes the same pairs as before canaries existed.
         """
         if not deployments:
             raise ValueError("no deployment to sample from")
+        usable = {deployment.pk: deployment for deployment in deployments}
+        canaries = [d for d in deployments if d.is_running_canary and d.canary_of_id in usable]
+        if canaries:
+            draw = rng.random()
+            for canary in canaries:
+                if draw < canary.canary_share:
+                    return self._two_variants(rng.sample([canary, usable[canary.canary_of_id]], 2), rng)
+                draw -= canary.canary_share
+        regular = [d for d in deployments if not d.is_running_canary] or list(deployments)
         by_checkpoint: dict[int, object] = {}
-        for deployment in deployments:
+        for deployment in regular:
             by_checkpoint.setdefault(deployment.checkpoint_id, deployment)
         latest = list(by_checkpoint.values())[: self.latest_checkpoints]
-        if len(latest) >= 2:
-            first, second = rng.sample(latest, 2)
-        else:
-            first = second = latest[0]
+        return self._two_variants(rng.sample(latest, 2) if len(latest) >= 2 else [latest[0], latest[0]], rng)
+
+    def _two_variants(self, sides: Sequence, rng: random.Random) -> tuple[tuple[object, float], tuple[object, float]]:
         temperature_a, temperature_b = rng.sample(self.temperatures, 2)
-        return (first, temperature_a), (second, temperature_b)
+        return (sides[0], temperature_a), (sides[1], temperature_b)

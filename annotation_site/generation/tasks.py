@@ -47,6 +47,14 @@ def check_deployments_health() -> dict:
 
 
 @shared_task
+def decide_canaries() -> dict:
+    """Promote or roll back every running canary that has its votes (beat, every CANARY_DECIDE_INTERVAL_S)."""
+    from annotation_site.generation.canary import canaries_decide
+
+    return canaries_decide()
+
+
+@shared_task
 def check_deployment_health(deployment_id: int) -> dict:
     """One deployment's health check, asked for from the site (the web request never fetches URLs)."""
     deployment = Deployment.objects.select_related("checkpoint").filter(pk=deployment_id).first()

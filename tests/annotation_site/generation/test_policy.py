@@ -8,7 +8,8 @@ from annotation_site.generation.policy import SamplingPolicy
 
 
 def _deployments(*checkpoint_ids):
-    return [SimpleNamespace(pk=i, checkpoint_id=c) for i, c in enumerate(checkpoint_ids)]
+    return [SimpleNamespace(pk=i, checkpoint_id=c, is_running_canary=False, canary_of_id=None)
+            for i, c in enumerate(checkpoint_ids)]
 
 
 def test_one_checkpoint_answers_both_sides_at_two_different_temperatures(settings):
