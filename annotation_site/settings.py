@@ -380,6 +380,16 @@ CANARY_SHARE = env_float("CANARY_SHARE", 0.2)
 CANARY_MIN_VOTES = env_int("CANARY_MIN_VOTES", 200, minimum=1)
 CANARY_MIN_WIN_RATE = env_float("CANARY_MIN_WIN_RATE", 0.5)
 CANARY_DECIDE_INTERVAL_S = env_int("CANARY_DECIDE_INTERVAL_S", 300, minimum=10)
+# Active selection (generation/selection.py): "random" (Llama 2's pairs, the default), "uncertainty"
+# (the pair of K candidates whose combined reward differs least) or "disagreement" (the pair the two
+# newest reward models of the guideline disagree on most), for every guideline or one of them
+# (empty: SELECTION_POLICY); K candidates per prompt; the share of prompts that stays random so the
+# data keeps the paper's distribution. The scoring runs on the training worker (it has the RMs).
+SELECTION_POLICY = env_str("SELECTION_POLICY", "random")
+SELECTION_POLICY_HELPFULNESS = env_str("SELECTION_POLICY_HELPFULNESS", "")
+SELECTION_POLICY_SAFETY = env_str("SELECTION_POLICY_SAFETY", "")
+SELECTION_CANDIDATES = env_int("SELECTION_CANDIDATES", 4, minimum=2)
+SELECTION_RANDOM_SHARE = env_float("SELECTION_RANDOM_SHARE", 0.3)
 # Hosts and networks a deployment's endpoint URL may point at (names, addresses, CIDR networks):
 # loopback (servers launched outside docker) and the compose stack's serving worker. Link-local and
 # cloud metadata addresses are refused whatever this says (serving/endpoints.py).
