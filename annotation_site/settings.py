@@ -280,8 +280,10 @@ CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_TASK_ROUTES = {
     "annotation_site.runs.tasks.*": {"queue": "training"},
     "annotation_site.generation.tasks.launch_deployment_server": {"queue": "serving"},
-    # Scoring comparisons with a reward model needs torch and the model's files.
+    # Scoring comparisons with a reward model needs torch and the model's files; so does scoring
+    # the candidates of active selection.
     "annotation_site.quality.tasks.reward_model_*": {"queue": "training"},
+    "annotation_site.generation.tasks.select_pairs": {"queue": "training"},
 }
 
 # --- Batches, checkpoints, serving ----------------------------------------------------------------
@@ -390,6 +392,9 @@ SELECTION_POLICY_HELPFULNESS = env_str("SELECTION_POLICY_HELPFULNESS", "")
 SELECTION_POLICY_SAFETY = env_str("SELECTION_POLICY_SAFETY", "")
 SELECTION_CANDIDATES = env_int("SELECTION_CANDIDATES", 4, minimum=2)
 SELECTION_RANDOM_SHARE = env_float("SELECTION_RANDOM_SHARE", 0.3)
+# Candidates wait this long for the training worker's choice (it may be busy with a training run);
+# then the next fill queues a random pair of them, noted on the item.
+SELECTION_WAIT_S = env_int("SELECTION_WAIT_S", 3600, minimum=30)
 # Hosts and networks a deployment's endpoint URL may point at (names, addresses, CIDR networks):
 # loopback (servers launched outside docker) and the compose stack's serving worker. Link-local and
 # cloud metadata addresses are refused whatever this says (serving/endpoints.py).

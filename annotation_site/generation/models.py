@@ -142,6 +142,9 @@ class GenerationClaim(models.Model):
     expires_at = models.DateTimeField()
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True, default="")
+    # Active selection: the K candidates generated, waiting for the reward models' choice on the
+    # training worker ({"policy": asked, "candidates": [sample fields, ...]}); empty otherwise.
+    selection = models.JSONField(default=dict, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["state", "expires_at"])]

@@ -46,6 +46,13 @@ def check_deployments_health() -> dict:
     return services.deployments_check_health()
 
 
+@shared_task(name="annotation_site.generation.tasks.select_pairs")
+def select_pairs(item_ids: list[int]) -> dict:
+    """On the training worker (it has the reward models): choose each item's pair among the
+    candidates the fill stashed (active selection), and queue it."""
+    return services.pairs_select(item_ids=item_ids)
+
+
 @shared_task
 def decide_canaries() -> dict:
     """Promote or roll back every running canary that has its votes (beat, every CANARY_DECIDE_INTERVAL_S)."""
