@@ -34,7 +34,7 @@ def fill_queue(self, item_ids: list[int] | None = None) -> dict:
     """
     worker = f"{socket.gethostname()}:{os.getpid()}:{self.request.id or 'local'}"
     report = services.queue_fill(worker=worker, item_ids=item_ids)
-    if len(report.generated_item_ids) >= settings.GENERATION_BATCH_ITEMS:
+    if len(report.generated_item_ids) + len(report.selecting_item_ids) >= settings.GENERATION_BATCH_ITEMS:
         # A full batch went through and more may be wanted: continue now rather than at the next beat.
         fill_queue.delay()
     return report.as_dict()

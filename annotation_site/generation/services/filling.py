@@ -155,7 +155,9 @@ def queue_fill(*, worker: str, item_ids: list[int] | None = None, rng: random.Ra
     """Generate the two samples of waiting items and make them READY (Llama 2 §3.2.1 sampling).
 
     Items are claimed first, then answered with one batched request per (deployment, temperature)
-    variant. Each item's two samples and its READY state are stored in one transaction: an item
+    variant. With active selection on for an item's guideline (generation/selection.py), items
+    outside the random share get K candidates instead, which wait on their claim for the training
+    worker's `select_pairs` (`pairs_select`) to choose and store the pair. Each item's two samples and its READY state are stored in one transaction: an item
     either gets both samples or none. Items a failing deployment could not answer are released at
     once; the failure is counted against the deployment, and `GenerationFailed` is raised so the
     task retries with backoff (by then an unhealthy deployment is left out).
@@ -275,7 +277,8 @@ def _enqueue_selection(item_ids: list[int]) -> None:
 
 def _store_random_candidates(*, item: Item, stash: dict, rng: random.Random) -> bool:
     first, second = rng.sample(range(len(stash["candidates"])), 2)
-    record = {"policy": RANDOM, "asked": stash["policy"], "chosen": [first, second],
+    record = {"policy": RANDOM, "asked": stash["policy"], "candidates": candidates_record(stash["candidates"]),
+              "chosen": [first, second],
               "note": f"the reward models did not choose within SELECTION_WAIT_S ({settings.SELECTION_WAIT_S} s)"}
     return store_samples(item=item, sides=[stash["candidates"][first], stash["candidates"][second]], rng=rng,
                          selection=record)
@@ -335,6 +338,12 @@ def _deployment_failed(deployment: Deployment, error: Exception, report: FillRep
     report.errors.append(message)
     deployment_record_failure(deployment_id=deployment.pk, error=message)
     return False
+
+
+def candidates_record(candidates: list[dict], scores: list[dict] | None = None) -> list[dict]:
+    """Each candidate as an item's selection record lists it: its variant, and its scores when scored."""
+    return [{"deployment": fields["sampling_params"]["deployment"], "temperature": fields["sampling_params"]["temperature"],
+             **(scores[index] if scores else {})} for index, fields in enumerate(candidates)]
 
 
 def sample_fields(deployment: Deployment, completion: Completion) -> dict:

@@ -11,7 +11,7 @@ from django.db import transaction
 
 from annotation_site.generation.models import ClaimState, GenerationClaim
 from annotation_site.generation.selection import RANDOM, Scored, candidates_score, choose, pair_scores
-from annotation_site.generation.services.filling import store_samples
+from annotation_site.generation.services.filling import candidates_record, store_samples
 
 logger = logging.getLogger(__name__)
 
@@ -36,9 +36,7 @@ def pairs_select(*, item_ids: list[int], rng: random.Random | None = None) -> di
                          else choose(scored.policy, pair_scores(scored)))
         record = {
             "policy": scored.policy, "asked": stash["policy"], "reward_models": scored.reward_models,
-            "candidates": [{"deployment": c["sampling_params"]["deployment"], "temperature": c["sampling_params"]["temperature"],
-                            **(scored.scores[index] if scored.scores else {})}
-                           for index, c in enumerate(stash["candidates"])],
+            "candidates": candidates_record(stash["candidates"], scored.scores),
             "chosen": [first, second], **({"note": scored.note} if scored.note else {}),
         }
         with transaction.atomic():

@@ -182,3 +182,13 @@ def test_with_selection_off_a_fill_records_nothing_and_draws_no_candidates(tiny_
     report = services.queue_fill(worker="w1", rng=rng)
     item.refresh_from_db()
     assert report.generated_item_ids == [item.pk] and item.selection == {} and not report.selecting_item_ids
+
+
+@pytest.mark.django_db
+def test_a_reward_model_that_cannot_be_loaded_gives_a_random_pair_and_says_why(selecting, tmp_path):
+    Checkpoint.objects.create(name="rm-helpfulness-gone", path=str(tmp_path / "deleted"), kind=CheckpointKind.REWARD_MODEL)
+    items, _, selected = fill_and_select(1)
+    assert selected["selected"] == [items[0].pk]
+    record = items[0].selection
+    assert record["policy"] == "random" and "could not score" in record["note"] and "deleted" in record["note"]
+    assert [set(c) for c in record["candidates"]] == [{"deployment", "temperature"}] * 4
