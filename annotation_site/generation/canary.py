@@ -24,6 +24,8 @@ from django.utils import timezone
 from annotation_site.annotation.models import Rating
 from annotation_site.audit.services import AuditEvent, audit_record
 from annotation_site.errors import ApplicationError, Conflict
+from annotation_site.evaluation.selectors import CHECKPOINTS, vote_table, votes
+from annotation_site.generation import services
 from annotation_site.generation.models import CanaryState, Checkpoint, Deployment, Engine
 
 logger = logging.getLogger(__name__)
@@ -67,8 +69,6 @@ def canary_start(
 
     The canary runs on the baseline's engine unless `engine` says otherwise; a vLLM canary without
     an `endpoint_url` gets a server launched for it (deployment_create's `launch`)."""
-    from annotation_site.generation import services
-
     if not 0 < share < 1:
         raise ApplicationError(f"A canary's share of new pairs must be between 0 and 1 (exclusive), got {share}.",
                                extra={"field": "share"})
@@ -112,16 +112,12 @@ def canary_start(
 def canary_votes(*, canary: Deployment):
     """The comparisons that vote between a canary and its baseline: the leaderboard's votes whose
     two samples those two deployments wrote."""
-    from annotation_site.evaluation.selectors import votes
-
     pair = [canary.pk, canary.canary_of_id]
     return votes().filter(chosen__sampling_params__deployment__in=pair, rejected__sampling_params__deployment__in=pair)
 
 
 def canary_tally(*, canary: Deployment) -> CanaryTally:
     """Wins, losses and ties of the canary against its baseline (counted by the leaderboard's vote table)."""
-    from annotation_site.evaluation.selectors import CHECKPOINTS, vote_table
-
     _require_canary(canary)
     wins = losses = ties = 0
     for row in vote_table(canary_votes(canary=canary), CHECKPOINTS):
@@ -223,8 +219,6 @@ def _decided(canary: Deployment, state: str, reason: str, tally: CanaryTally) ->
 
 def _retire(deployment: Deployment) -> None:
     """Take a deployment out of generation: its launched server is stopped, else it is disabled."""
-    from annotation_site.generation import services
-
     if deployment.server_pid is not None and deployment.server_queue:
         services.deployment_stop_server(deployment=deployment)
     else:

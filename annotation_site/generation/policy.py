@@ -82,6 +82,7 @@ class SamplingPolicy:
                 if draw < canary.canary_share:
                     return self._two_variants(rng.sample([canary, usable[canary.canary_of_id]], 2), rng)
                 draw -= canary.canary_share
+        # A canary whose baseline is not usable now answers nothing, unless it is all there is.
         regular = [d for d in deployments if not d.is_running_canary] or list(deployments)
         by_checkpoint: dict[int, object] = {}
         for deployment in regular:

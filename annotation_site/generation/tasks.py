@@ -12,7 +12,7 @@ from celery import shared_task
 from django.conf import settings
 
 from annotation_site.celery import serving_worker_queue
-from annotation_site.generation import services
+from annotation_site.generation import canary, services
 from annotation_site.generation.models import Deployment
 
 logger = logging.getLogger(__name__)
@@ -56,9 +56,7 @@ def select_pairs(item_ids: list[int]) -> dict:
 @shared_task
 def decide_canaries() -> dict:
     """Promote or roll back every running canary that has its votes (beat, every CANARY_DECIDE_INTERVAL_S)."""
-    from annotation_site.generation.canary import canaries_decide
-
-    return canaries_decide()
+    return canary.canaries_decide()
 
 
 @shared_task
