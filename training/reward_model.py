@@ -26,7 +26,7 @@ from typing import Literal
 
 from training.config import parse_args
 from training.data import DataError, load_eval_splits, load_preferences, parse_sources
-from training.losses import rating_margin
+from training.export_format import rating_margin
 from training.run_folder import (
     MetricsFile,
     RunFolder,
