@@ -30,6 +30,7 @@ from typing import Any
 
 from training.config import ConfigError, build_config
 from training.export_format import (
+    FORMAT_VERSION,
     GUIDELINES,
     MANIFEST_FILE,
     PREFERENCE_FILES,
@@ -276,6 +277,12 @@ def _source_file(source: DataSource, filename: str, *, required: bool = True) ->
     folder = Path(source.path)
     if not folder.is_dir():
         raise DataError(f"data source {source.path} is not an exported folder (missing or not a directory)")
+    version = _manifest(folder).get("format_version")
+    if isinstance(version, int) and version > FORMAT_VERSION:
+        raise DataError(
+            f"data source {source.path} is in export format {version}, newer than this code reads ({FORMAT_VERSION}): "
+            "update the training code (docs/export-format.md, Versioning)"
+        )
     path = folder / filename
     if not path.is_file():
         if not required:
@@ -284,14 +291,19 @@ def _source_file(source: DataSource, filename: str, *, required: bool = True) ->
     return path
 
 
+def _manifest(folder: Path) -> dict:
+    """The folder's manifest, or {} where it has none (a hand-made folder) or it is unreadable."""
+    path = folder / MANIFEST_FILE
+    try:
+        data = json.loads(path.read_text()) if path.is_file() else {}
+    except json.JSONDecodeError:
+        data = {}
+    return data if isinstance(data, dict) else {}
+
+
 def _source_name(path: Path) -> str:
-    manifest = path / MANIFEST_FILE
-    if manifest.is_file():
-        try:
-            data = json.loads(manifest.read_text())
-        except json.JSONDecodeError:
-            data = {}
-        for key in ("name", "batch", "source"):
-            if isinstance(data, dict) and isinstance(data.get(key), str) and data[key]:
-                return data[key]
+    data = _manifest(path) if path.is_dir() else {}
+    for key in ("name", "batch", "source"):
+        if isinstance(data.get(key), str) and data[key]:
+            return data[key]
     return path.stem if path.is_file() else path.name

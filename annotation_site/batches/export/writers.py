@@ -7,8 +7,10 @@ thread has finished). Comparison writers get `rows.ComparisonRow`s, demonstratio
 `rows.DemonstrationRow`s, the retracted writer the entries of `retracted.jsonl`. `FILES` names
 what a writer writes. The manifest and the data card are written last, from the manifest dict.
 
-Lines are orjson with sorted keys (OPT_SORT_KEYS), so the bytes do not depend on how a row was
-built; every field name comes from the contract (training/export_format.py).
+Every line has its keys sorted at every level, so the bytes do not depend on how a row was built;
+every field name comes from the contract (training/export_format.py). The two writers of a line
+per comparison write their keys in sorted order by hand rather than have orjson sort them (see
+PreferencesJsonl); the others pass OPT_SORT_KEYS.
 """
 from __future__ import annotations
 
@@ -49,33 +51,37 @@ class PreferencesJsonl:
         self.outputs = list(self.files.values())
 
     def add(self, row: ComparisonRow) -> None:
+        # The keys in sorted order (PREFERENCE_FIELDS, sorted) rather than sorted by orjson: with
+        # the O_DIRECT files of files.LineFile, 19% more rows/s on 1M rows than plain buffered
+        # writes with OPT_SORT_KEYS (the numbers are in LineFile's docstring). A test checks that
+        # every line's keys are sorted at every level.
         self.files[row.split].add_line(
             orjson.dumps(
                 {
-                    "prompt": row.prompt,
-                    "chosen": [{"role": "assistant", "content": row.chosen_text}],
-                    "rejected": [{"role": "assistant", "content": row.rejected_text}],
+                    "annotator": row.annotator,
+                    "batch": self.options.batch,
+                    "chosen": [{"content": row.chosen_text, "role": "assistant"}],
+                    "chosen_checkpoint": row.chosen_checkpoint,
+                    "chosen_is_safe": row.chosen_is_safe,
+                    "chosen_model": row.chosen_model,
+                    "chosen_sampling": orjson.Fragment(row.chosen_sampling_json),
+                    "comparison_id": row.comparison_id,
+                    "guideline": row.guideline,
+                    "item_id": row.item_id,
                     "margin": row.margin,
                     "margin_table": self.options.margin_table,
+                    "prompt": orjson.Fragment(orjson.dumps(row.prompt, option=orjson.OPT_SORT_KEYS)),
                     "rating": row.rating,
-                    "guideline": row.guideline,
-                    "chosen_is_safe": row.chosen_is_safe,
-                    "rejected_is_safe": row.rejected_is_safe,
-                    "safety_bin": row.safety_bin,
-                    "comparison_id": row.comparison_id,
-                    "item_id": row.item_id,
-                    "annotator": row.annotator,
-                    "chosen_model": row.chosen_model,
-                    "chosen_checkpoint": row.chosen_checkpoint,
-                    "chosen_sampling": orjson.Fragment(row.chosen_sampling_json),
-                    "rejected_model": row.rejected_model,
+                    "rejected": [{"content": row.rejected_text, "role": "assistant"}],
                     "rejected_checkpoint": row.rejected_checkpoint,
+                    "rejected_is_safe": row.rejected_is_safe,
+                    "rejected_model": row.rejected_model,
                     "rejected_sampling": orjson.Fragment(row.rejected_sampling_json),
+                    "safety_bin": row.safety_bin,
                     "source": row.source,
-                    "batch": self.options.batch,
                     "split": row.split,
                 },
-                option=_LINE,
+                option=orjson.OPT_APPEND_NEWLINE,
             )
         )
 
@@ -95,16 +101,17 @@ class HhJsonl:
 
     def add(self, row: ComparisonRow) -> None:
         context = hh_transcript(row.prompt)
+        # Keys in sorted order, as in PreferencesJsonl.
         self.files[row.split].add_line(
             orjson.dumps(
                 {
                     "chosen": context + HH_ASSISTANT + row.chosen_text,
-                    "rejected": context + HH_ASSISTANT + row.rejected_text,
                     "comparison_id": row.comparison_id,
                     "guideline": row.guideline,
                     "margin": row.margin,
+                    "rejected": context + HH_ASSISTANT + row.rejected_text,
                 },
-                option=_LINE,
+                option=orjson.OPT_APPEND_NEWLINE,
             )
         )
 

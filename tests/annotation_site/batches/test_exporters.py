@@ -1,8 +1,11 @@
 """The exported batch folder, checked field by field against the rows it came from."""
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -131,7 +134,8 @@ def test_hh_transcripts_and_sft_demonstrations_follow_their_formats():
 
 
 def test_every_exported_line_has_its_keys_sorted_at_every_level():
-    # Sorted keys make the bytes independent of how a row was built.
+    # Sorted keys make the bytes independent of how a row was built; the encoder writes them in
+    # that order itself rather than asking orjson to sort each row.
     make_mixed_week(annotators=2, per_annotator=4)
     make_demonstration()
     folder = Path(close_and_export().export_path)
@@ -255,12 +259,12 @@ def test_a_second_export_is_byte_identical_even_after_the_settings_change(settin
 
 
 def test_files_written_in_many_chunks_and_row_groups_hold_the_same_rows(monkeypatch, tmp_path):
-    # Tests have far fewer rows than a file chunk (1 MiB) or a row group (10,000 rows): shrink
+    # Tests have far fewer rows than a file block (4 MiB) or a row group (10,000 rows): shrink
     # both so the export crosses many boundaries, on both splits, and compare with one piece.
     make_mixed_week(annotators=3, per_annotator=7)
     make_demonstration()
     batch = close_and_export()
-    monkeypatch.setattr(files.LineFile, "CHUNK_BYTES", 4096)
+    monkeypatch.setattr(files.LineFile, "BLOCK_BYTES", 4096)
     monkeypatch.setattr(writers, "PARQUET_ROW_GROUP_ROWS", 3)
     services.batch_write_copy(batch=batch, out_dir=tmp_path / "pieces")
     whole, pieces = Path(batch.export_path), tmp_path / "pieces"
@@ -277,11 +281,23 @@ def test_files_written_in_many_chunks_and_row_groups_hold_the_same_rows(monkeypa
         ]
 
 
-def test_lines_cross_file_chunks_whole_and_hashed(tmp_path, monkeypatch):
-    monkeypatch.setattr(files.LineFile, "CHUNK_BYTES", 4096)
-    lines = [b"%d %s\n" % (n, b"x" * (n * 377 % 10_000)) for n in range(60)]  # some longer than a chunk
+@pytest.mark.parametrize("o_direct", ["accepted", "refused"])
+def test_lines_cross_file_blocks_whole_and_hashed_with_or_without_o_direct(o_direct, tmp_path, monkeypatch):
+    if o_direct == "refused":  # as some filesystems do: the same blocks then go through the page cache
+        real_open = os.open
+
+        def refusing_open(path, flags, *args):
+            if flags & os.O_DIRECT:
+                raise OSError(errno.EINVAL, "Invalid argument")
+            return real_open(path, flags, *args)
+
+        monkeypatch.setattr(os, "open", refusing_open)
+    monkeypatch.setattr(files.LineFile, "BLOCK_BYTES", 4096)
+    lines = [b"%d %s\n" % (n, b"x" * (n * 377 % 10_000)) for n in range(60)]  # some longer than a block
     background = files.Background(depth=2)
     out = files.LineFile(tmp_path / "lines.jsonl", background)
+    if o_direct == "refused":
+        assert not fcntl.fcntl(out.handle.fileno(), fcntl.F_GETFL) & os.O_DIRECT
     for line in lines:
         out.add_line(line)
     out.close()
