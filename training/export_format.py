@@ -32,24 +32,27 @@ RATINGS = ("significantly_better", "better", "slightly_better", "negligibly_bett
 # Llama 2 §3.2.2; null in a row outside the safety guideline.
 SAFETY_BINS = ("chosen_safe_other_unsafe", "both_safe", "both_unsafe")
 
-# The margin m(r) subtracted in the reward-model loss (Llama 2 eq. 2), by rating: Table 27's two
-# tables, and "none", the paper's baseline of the plain binary ranking loss (eq. 1).
+# Llama 2 Table 27: the margin m(r) subtracted in the reward-model loss (eq. 2), by rating. An
+# export writes one table's margins into its rows (the manifest's `margin_table`).
 MARGIN_TABLES: dict[str, dict[str, float]] = {
     "small": {"significantly_better": 1.0, "better": 2 / 3, "slightly_better": 1 / 3, "negligibly_better": 0.0},
     "large": {"significantly_better": 3.0, "better": 2.0, "slightly_better": 1.0, "negligibly_better": 0.0},
-    "none": {"significantly_better": 0.0, "better": 0.0, "slightly_better": 0.0, "negligibly_better": 0.0},
 }
+# The paper's baseline, the plain binary ranking loss (eq. 1): a reward-model recipe may train
+# without a margin; an export always writes one of Table 27's.
+NO_MARGIN = "none"
 
 
 def rating_margin(rating: str | None, table: str) -> float:
-    """m(r) of Table 27 for one rating; a pair without a rating (None or "": imported data) gets none."""
-    if table not in MARGIN_TABLES:
-        raise ValueError(f"margin table {table!r} is not one of {sorted(MARGIN_TABLES)}")
+    """m(r) of Table 27 for one rating (0 for the NO_MARGIN baseline); a pair without a rating
+    (None or "": imported data) gets no margin."""
+    if table not in MARGIN_TABLES and table != NO_MARGIN:
+        raise ValueError(f"margin table {table!r} is not one of {sorted([*MARGIN_TABLES, NO_MARGIN])}")
     if not rating:
         return 0.0
-    if rating not in MARGIN_TABLES[table]:
-        raise ValueError(f"rating {rating!r} is not one of {list(MARGIN_TABLES[table])}")
-    return MARGIN_TABLES[table][rating]
+    if rating not in RATINGS:
+        raise ValueError(f"rating {rating!r} is not one of {list(RATINGS)}")
+    return 0.0 if table == NO_MARGIN else MARGIN_TABLES[table][rating]
 
 
 def is_chosen_unsafe_other_safe(chosen_is_safe: bool | None, rejected_is_safe: bool | None) -> bool:

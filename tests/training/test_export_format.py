@@ -54,3 +54,12 @@ def test_hh_transcripts_name_each_speaker():
         {"role": "user", "content": "Name a fruit."},
     ]
     assert export_format.hh_transcript(turns) == "\n\nHuman: Hi\n\nAssistant: Hello!\n\nHuman: Name a fruit."
+
+
+def test_the_reward_model_recipe_offers_the_contracts_tables_and_the_baseline():
+    from typing import get_args, get_type_hints
+
+    from training import reward_model
+
+    offered = get_args(get_type_hints(reward_model.Config)["margin_table"])
+    assert set(offered) == {*export_format.MARGIN_TABLES, export_format.NO_MARGIN}
