@@ -47,7 +47,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from training.export_format import MARGIN_TABLES, RATINGS  # noqa: E402 - after the path is set
+from training.export_format import MANIFEST_FILE, MARGIN_TABLES, RATINGS  # noqa: E402 - after the path is set
 
 BIG_WEEK, SMALL_WEEK = "2026-W01", "2026-W02"
 WORDS = (
@@ -401,7 +401,7 @@ def _seconds(value: float | None) -> str:
 
 
 def _file_hashes(folder: Path) -> dict[str, str]:
-    return {name: entry["sha256"] for name, entry in json.loads((folder / "manifest.json").read_text())["files"].items()}
+    return {name: entry["sha256"] for name, entry in json.loads((folder / MANIFEST_FILE).read_text())["files"].items()}
 
 
 def compare_against(args, scratch: Path) -> None:

@@ -63,3 +63,18 @@ def test_the_reward_model_recipe_offers_the_contracts_tables_and_the_baseline():
 
     offered = get_args(get_type_hints(reward_model.Config)["margin_table"])
     assert set(offered) == {*export_format.MARGIN_TABLES, export_format.NO_MARGIN}
+
+
+def test_the_synthetic_batch_of_the_tests_writes_the_contracts_rows(tmp_path):
+    import json
+
+    from training.synthetic_batch import write_exported_batch
+
+    folder = write_exported_batch(tmp_path / "w48", n_train=6, n_test=2)
+    for split in export_format.SPLITS:
+        for line in (folder / export_format.PREFERENCE_FILES[split]).read_text().splitlines():
+            assert tuple(json.loads(line)) == export_format.PREFERENCE_FIELDS
+        for line in (folder / export_format.HH_FILES[split]).read_text().splitlines():
+            assert tuple(json.loads(line)) == export_format.HH_FIELDS
+    for line in (folder / export_format.SFT_FILE).read_text().splitlines():
+        assert tuple(json.loads(line)) == export_format.SFT_FIELDS
