@@ -73,12 +73,11 @@ class LineFile:
     get the same blocks through the page cache. The last, partial block is written after O_DIRECT
     is cleared, since direct writes must be whole blocks.
 
-    Kept, with the hand-sorted keys of writers.py, because together they beat plain buffered
-    writes (lines joined into 1 MiB chunks, hashed and written on the background thread) with
-    orjson sorting the keys by more than the 10% that pays for them: on 1M rows, 34,419 against
-    28,928 rows/s (median of 3 alternating runs, ratio 0.84), 24.6 against 29.0 CPU-seconds of
-    the export process (`bench/export.py --against`, 2026-12-01, a loaded 2-core machine;
-    docs/export-format.md).
+    Kept over plain buffered writes (lines joined into 1 MiB chunks, hashed and written on the
+    background thread) because it measured more than the 10% faster that pays for it: on 1M rows
+    the buffered files reached 0.84 of its rows/s (28,928 against 34,419, medians of 3 alternating
+    runs; 29.0 against 24.6 CPU-seconds of the export process). `bench/export.py --against`,
+    2026-12-01, on a loaded 2-core machine; docs/export-format.md, "Speed".
     """
 
     # A multiple of any disk's block size; a few of these per file bound the memory.

@@ -134,8 +134,7 @@ def test_hh_transcripts_and_sft_demonstrations_follow_their_formats():
 
 
 def test_every_exported_line_has_its_keys_sorted_at_every_level():
-    # Sorted keys make the bytes independent of how a row was built; the encoder writes them in
-    # that order itself rather than asking orjson to sort each row.
+    # Sorted keys make the bytes independent of how a row was built.
     make_mixed_week(annotators=2, per_annotator=4)
     make_demonstration()
     folder = Path(close_and_export().export_path)
