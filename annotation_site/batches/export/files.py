@@ -74,10 +74,11 @@ class LineFile:
     is cleared, since direct writes must be whole blocks.
 
     Kept over plain buffered writes (lines joined into 1 MiB chunks, hashed and written on the
-    background thread) because it measured more than the 10% faster that pays for it: on 1M rows
-    the buffered files reached 0.84 of its rows/s (28,928 against 34,419, medians of 3 alternating
-    runs; 29.0 against 24.6 CPU-seconds of the export process). `bench/export.py --against`,
-    2026-12-01, on a loaded 2-core machine; docs/export-format.md, "Speed".
+    background thread) because it measured more than the 10% faster that pays for it, in two runs
+    on 1M rows: 1.16 times their rows/s with the writers as they are (25,879 against 22,379,
+    medians of 2 alternating runs; 26.1-26.3 against 27.6-29.5 CPU-seconds of the export process)
+    and 1.19 times with hand-sorted keys (34,419 against 28,928, medians of 3). `bench/export.py
+    --against`, 2026-12-01, on a loaded 2-core machine; docs/export-format.md, "Speed".
     """
 
     # A multiple of any disk's block size; a few of these per file bound the memory.
