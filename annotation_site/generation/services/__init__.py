@@ -1,6 +1,7 @@
 """Writes of the generation domain, one module per sub-domain: the checkpoint registry
 (`checkpoints`), deployments, their health and launched servers (`deployments`), filling the
-annotation queue with sampled pairs (`filling`), and the demo's serving set-up (`demo`).
+annotation queue with sampled pairs (`filling`), choosing the pair among candidates with the reward
+models (`selecting`, active selection), and the demo's serving set-up (`demo`).
 
 Every function takes keyword-only arguments and raises `ApplicationError` (or a subclass) with a
 message that says what was wrong; views, tasks and commands validate, call one of these, return.
@@ -34,6 +35,7 @@ from annotation_site.generation.services.filling import (
     queue_fill,
     queue_fill_enqueue,
 )
+from annotation_site.generation.services.selecting import pairs_select
 from annotation_site.generation.services.demo import DEMO_CHECKPOINT_NAME, demo_serving_setup
 
 __all__ = [
@@ -59,6 +61,7 @@ __all__ = [
     "deployments_check_health",
     "endpoint_url_check",
     "items_claim_for_generation",
+    "pairs_select",
     "queue_fill",
     "queue_fill_enqueue",
 ]

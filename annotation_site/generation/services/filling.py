@@ -22,6 +22,7 @@ from annotation_site.generation import selectors
 from annotation_site.generation.engines import engine_for
 from annotation_site.generation.models import ClaimState, Deployment, Engine, GenerationClaim
 from annotation_site.generation.policy import SamplingPolicy
+from annotation_site.generation.selection import RANDOM, SelectionSettings
 from annotation_site.generation.services.deployments import deployment_record_failure, deployment_record_success
 from serving.types import Completion, RequestRejected, ServingError
 
@@ -48,6 +49,8 @@ class FillReport:
     short_of_prompts: dict[str, int] = field(default_factory=dict)
     no_deployment: bool = False
     errors: list[str] = field(default_factory=list)
+    # Items whose K candidates wait for the reward models' choice (active selection, training worker).
+    selecting_item_ids: list[int] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {
@@ -58,6 +61,7 @@ class FillReport:
             "short_of_prompts": self.short_of_prompts,
             "no_deployment": self.no_deployment,
             "errors": self.errors,
+            "selecting_item_ids": self.selecting_item_ids,
         }
 
 
@@ -144,14 +148,16 @@ class _Request:
 
     deployment: Deployment
     temperature: float
-    items: list[tuple[Item, str]] = field(default_factory=list)  # (item, "a" | "b")
+    items: list[tuple[Item, str]] = field(default_factory=list)  # (item, side): "a" | "b", or a candidate's index
 
 
 def queue_fill(*, worker: str, item_ids: list[int] | None = None, rng: random.Random | None = None) -> FillReport:
     """Generate the two samples of waiting items and make them READY (Llama 2 §3.2.1 sampling).
 
     Items are claimed first, then answered with one batched request per (deployment, temperature)
-    variant. Each item's two samples and its READY state are stored in one transaction: an item
+    variant. With active selection on for an item's guideline (generation/selection.py), items
+    outside the random share get K candidates instead, which wait on their claim for the training
+    worker's `select_pairs` (`pairs_select`) to choose and store the pair. Each item's two samples and its READY state are stored in one transaction: an item
     either gets both samples or none. Items a failing deployment could not answer are released at
     once; the failure is counted against the deployment, and `GenerationFailed` is raised so the
     task retries with backoff (by then an unhealthy deployment is left out).
@@ -177,15 +183,34 @@ def queue_fill(*, worker: str, item_ids: list[int] | None = None, rng: random.Ra
     except Exception:
         # An unexpected crash must not leave items claimed until their TTL: release what is not stored.
         for item in items:
-            if item.pk not in report.generated_item_ids:
+            if item.pk not in report.generated_item_ids and item.pk not in report.selecting_item_ids:
                 _claim_release(item)
         raise
 
 
 def _generate_pairs(items, deployments, policy: SamplingPolicy, rng: random.Random, report: FillReport) -> FillReport:
+    selection = SelectionSettings.from_settings()
+    # Claims taken over with candidates the reward models never chose from (their worker busy or
+    # down for SELECTION_WAIT_S): a random pair of those candidates is queued, nothing regenerated.
+    stashed = dict(GenerationClaim.objects.filter(item__in=items).exclude(selection={}).values_list("item_id", "selection"))
     requests: dict[tuple[int, float], _Request] = {}
+    records: dict[int, dict] = {}  # item -> its selection record, where selection is on for its guideline
+    candidates: dict[int, int] = {}  # item -> how many candidates it waits for (active selection)
     for item in items:
-        for side, (deployment, temperature) in zip("ab", policy.choose_pair(deployments, rng)):
+        if item.pk in stashed:
+            continue
+        asked = selection.policy_for(item.guideline_kind)
+        active = asked != RANDOM and rng.random() >= selection.random_share
+        variants = policy.choose_variants(deployments, rng, k=selection.candidates if active else 2)
+        if active and len(variants) > 2:
+            candidates[item.pk] = len(variants)
+            sides = [str(index) for index in range(len(variants))]
+        else:
+            sides = ["a", "b"]
+            if asked != RANDOM:
+                records[item.pk] = {"policy": RANDOM, "asked": asked, "note": (
+                    "two variants only: a canary's pair, or too few deployed" if active else "the random share")}
+        for side, (deployment, temperature) in zip(sides, variants):
             key = (deployment.pk, temperature)
             requests.setdefault(key, _Request(deployment, temperature)).items.append((item, side))
 
@@ -201,21 +226,62 @@ def _generate_pairs(items, deployments, policy: SamplingPolicy, rng: random.Rand
             failed_deployments.add(request.deployment.pk)
 
     for item in items:
-        pair = answers.get(item.pk, {})
-        if item.pk in rejected:
+        answered = answers.get(item.pk, {})
+        if item.pk in stashed:
+            stored = _store_random_candidates(item=item, stash=stashed[item.pk], rng=rng)
+            (report.generated_item_ids if stored else report.released_item_ids).append(item.pk)
+        elif item.pk in rejected:
             _claim_record_rejection(item=item, error=rejected[item.pk], report=report)
-        elif len(pair) == 2 and _store_pair(item=item, pair=pair, rng=rng):
+        elif item.pk in candidates and len(answered) == candidates[item.pk]:
+            _stash_candidates(item=item, asked=selection.policy_for(item.guideline_kind),
+                              answered=[answered[str(index)] for index in range(candidates[item.pk])])
+            report.selecting_item_ids.append(item.pk)
+        elif item.pk not in candidates and len(answered) == 2 and store_samples(
+                item=item, sides=[sample_fields(*answered["a"]), sample_fields(*answered["b"])], rng=rng,
+                selection=records.get(item.pk, {})):
             report.generated_item_ids.append(item.pk)
         else:
             _claim_release(item)
             report.released_item_ids.append(item.pk)
+    if report.selecting_item_ids:
+        _enqueue_selection(report.selecting_item_ids)
     logger.info(
-        "queue fill: %d items ready, %d released, %d failed",
-        len(report.generated_item_ids), len(report.released_item_ids), len(report.failed_item_ids),
+        "queue fill: %d items ready, %d waiting for selection, %d released, %d failed",
+        len(report.generated_item_ids), len(report.selecting_item_ids), len(report.released_item_ids),
+        len(report.failed_item_ids),
     )
     if failed_deployments:
         raise GenerationFailed("; ".join(report.errors), report)
     return report
+
+
+def _stash_candidates(*, item: Item, asked: str, answered: list[tuple[Deployment, Completion]]) -> None:
+    """Keep an item's K candidates on its claim until the training worker chooses the pair."""
+    GenerationClaim.objects.filter(item=item).update(
+        selection={"policy": asked, "candidates": [sample_fields(d, c) for d, c in answered]},
+        expires_at=timezone.now() + dt.timedelta(seconds=settings.SELECTION_WAIT_S),
+    )
+
+
+def _enqueue_selection(item_ids: list[int]) -> None:
+    from annotation_site.generation.tasks import select_pairs
+
+    def enqueue():
+        try:
+            select_pairs.delay(list(item_ids))
+        except Exception:  # noqa: BLE001 - the claims expire and a later fill queues a random pair of the candidates
+            logger.exception("could not enqueue the selection of items %s", item_ids)
+
+    transaction.on_commit(enqueue)
+
+
+def _store_random_candidates(*, item: Item, stash: dict, rng: random.Random) -> bool:
+    first, second = rng.sample(range(len(stash["candidates"])), 2)
+    record = {"policy": RANDOM, "asked": stash["policy"], "candidates": candidates_record(stash["candidates"]),
+              "chosen": [first, second],
+              "note": f"the reward models did not choose within SELECTION_WAIT_S ({settings.SELECTION_WAIT_S} s)"}
+    return store_samples(item=item, sides=[stash["candidates"][first], stash["candidates"][second]], rng=rng,
+                         selection=record)
 
 
 def _answer(request: _Request, params, answers, rejected, report: FillReport) -> bool:
@@ -274,30 +340,40 @@ def _deployment_failed(deployment: Deployment, error: Exception, report: FillRep
     return False
 
 
-def _store_pair(*, item: Item, pair: dict[str, tuple[Deployment, Completion]], rng: random.Random) -> bool:
-    """Store both samples and make the item READY, all or nothing. False if the item moved on
-    (retired by an admin, or generated by a worker that took over an expired claim)."""
-    sides = [pair["a"], pair["b"]]
+def candidates_record(candidates: list[dict], scores: list[dict] | None = None) -> list[dict]:
+    """Each candidate as an item's selection record lists it: its variant, and its scores when scored."""
+    return [{"deployment": fields["sampling_params"]["deployment"], "temperature": fields["sampling_params"]["temperature"],
+             **(scores[index] if scores else {})} for index, fields in enumerate(candidates)]
+
+
+def sample_fields(deployment: Deployment, completion: Completion) -> dict:
+    """A generated answer as the fields of its `Sample` (JSON-able: candidates wait on their claim)."""
+    return {
+        "text": completion.text,
+        "model_name": deployment.checkpoint.name,
+        "checkpoint_id": deployment.checkpoint_id,
+        "sampling_params": {**completion.sampling_record(), "deployment": deployment.pk},
+        "finish_reason": completion.finish_reason,
+        "prompt_tokens": completion.prompt_tokens,
+        "completion_tokens": completion.completion_tokens,
+        "latency_ms": completion.latency_ms,
+        "cleaned_chars": completion.cleaned_chars,
+    }
+
+
+def store_samples(*, item: Item, sides: list[dict], rng: random.Random, selection: dict) -> bool:
+    """Store both samples (`sample_fields`) and make the item READY, all or nothing, with how the
+    pair was selected. False if the item moved on (retired by an admin, or generated by a worker
+    that took over an expired claim)."""
+    sides = list(sides)
     # Which variant is "sample A" carries no meaning; annotators see a per-assignment random order too.
     rng.shuffle(sides)
     try:
         with transaction.atomic():
-            samples = [
-                Sample.objects.create(
-                    dialogue=item.dialogue,
-                    text=completion.text,
-                    model_name=deployment.checkpoint.name,
-                    checkpoint=deployment.checkpoint,
-                    sampling_params={**completion.sampling_record(), "deployment": deployment.pk},
-                    finish_reason=completion.finish_reason,
-                    prompt_tokens=completion.prompt_tokens,
-                    completion_tokens=completion.completion_tokens,
-                    latency_ms=completion.latency_ms,
-                    cleaned_chars=completion.cleaned_chars,
-                )
-                for deployment, completion in sides
-            ]
+            samples = [Sample.objects.create(dialogue=item.dialogue, **fields) for fields in sides]
             item_attach_samples(item=item, sample_a=samples[0], sample_b=samples[1])
+            if selection:
+                Item.objects.filter(pk=item.pk).update(selection=selection)
             GenerationClaim.objects.filter(item=item).delete()
     except ApplicationError as error:
         logger.info("item %s not stored: %s", item.pk, error)

@@ -40,7 +40,6 @@ def test_the_newest_migration_installing_each_function_was_written_for_its_curre
 
 
 @pytest.mark.django_db
-@pytest.mark.postgres
 def test_the_installed_functions_are_the_text_of_their_modules(postgres):
     with connection.cursor() as cursor:
         for function in HOT_PATH_FUNCTIONS:

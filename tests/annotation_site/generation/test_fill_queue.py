@@ -289,7 +289,7 @@ def test_a_crash_mid_generation_releases_the_claims(tiny_model_dir, rng, monkeyp
     def crash(*args, **kwargs):
         raise MemoryError("out of memory")
 
-    monkeypatch.setattr(filling, "_store_pair", crash)
+    monkeypatch.setattr(filling, "store_samples", crash)
     with pytest.raises(MemoryError):
         services.queue_fill(worker="w1", rng=rng)
     assert len(services.items_claim_for_generation(worker="w2", limit=5)) == 2
