@@ -1,7 +1,7 @@
 """PostgreSQL functions for the two statements every rated item goes through: claim and submit.
 
 History: the current text of both functions lives in `annotation.services.claims` and
-`annotation.services.submissions`, installed by migration 0011; this is the first version.
+`annotation.services.submissions`, installed by migration 0012; this is the first version.
 
 Why functions: PostgreSQL keeps the plans of a PL/pgSQL function's statements for the session,
 while psycopg2 sends every statement as new text to be parsed and planned again. Under load the

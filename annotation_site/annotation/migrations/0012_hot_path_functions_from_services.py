@@ -20,7 +20,7 @@ _0007 = importlib.import_module("annotation_site.annotation.migrations.0007_samp
 
 
 class Migration(migrations.Migration):
-    dependencies = [("annotation", "0010_item_status_gold")]
+    dependencies = [("annotation", "0011_item_selection")]
 
     operations = [
         InstallFunction(
