@@ -87,7 +87,7 @@ def test_the_launch_form_offers_the_checkpoints_to_compare_with(client, research
 
 @pytest.mark.django_db
 def test_comparing_is_for_evaluations_and_chat_checkpoints_only(researcher, evaluation_checkpoints, exported_batch):
-    with pytest.raises(ConfigInvalid, match="Only a policy evaluation compares checkpoints"):
+    with pytest.raises(ConfigInvalid, match="Only evaluate_policy runs compare checkpoints"):
         services.run_launch(recipe=Recipe.SFT, launched_by=researcher, compare_with=[evaluation_checkpoints["old"]])
     with pytest.raises(ConfigInvalid, match="is a reward model; compare chat checkpoints"):
         services.run_launch(recipe=Recipe.EVALUATE_POLICY, launched_by=researcher,
@@ -119,5 +119,5 @@ def test_a_vllm_deployment_can_be_the_judge(researcher, evaluation_checkpoints, 
     local = Deployment.objects.create(checkpoint=evaluation_checkpoints["old"], engine="local")
     with pytest.raises(ConfigInvalid, match="a judge is asked over HTTP"):
         launch_evaluation(researcher, evaluation_checkpoints, exported_batch, judge=local)
-    with pytest.raises(ConfigInvalid, match="Only a policy evaluation asks a judge"):
+    with pytest.raises(ConfigInvalid, match="Only evaluate_policy runs ask a judge"):
         services.run_launch(recipe=Recipe.SFT, launched_by=researcher, judge=judge)
