@@ -4,8 +4,8 @@ launch form, progress, plots, checkpoint registration, the dashboard's pages, th
 
 A row names what the site needs to know about a recipe of training/; the recipe itself stays one
 readable file there (`training/<value>.py`, with its `Config`, `TUNABLE_KEYS` and `main`) with its
-shipped YAML under training/configs/. Adding a recipe is that file, its config and one row here;
-tests/annotation_site/runs/test_recipes.py fails until all three fit together.
+shipped YAML under training/configs/. Adding a recipe is that file, its config and one row here
+(docs/architecture.md §5); tests/annotation_site/runs/test_recipes.py fails until they fit together.
 
 Plain Python, no Django import: the models build their choices from it.
 """

@@ -3,33 +3,12 @@ checkpoint, and its page shows the win-rate tables and the Fig. 20 plot."""
 import pytest
 from rest_framework.test import APIClient
 
-from annotation_site.generation.models import Checkpoint, CheckpointKind
+from annotation_site.generation.models import Checkpoint
 from annotation_site.runs import services
 from annotation_site.runs.configs import ConfigInvalid
 from annotation_site.runs.models import Recipe, RunStatus
 from annotation_site.runs.tasks import run_training
-from tests.training.rlhf_models import build_tiny_reward_model
-
-TINY_EVALUATION = ["engine=local", "max_new_tokens=8", "prompts_per_guideline=3", "temperature=1.0"]
-
-
-@pytest.fixture
-def evaluation_checkpoints(db, tiny_model_dir, tmp_path_factory):
-    from training.tiny_model import build_tiny_chat_model
-
-    root = tmp_path_factory.mktemp("evaluation-checkpoints")
-    return {
-        "new": Checkpoint.objects.create(name="policy-new", path=str(build_tiny_chat_model(root / "new", seed=5)),
-                                         kind=CheckpointKind.PPO),
-        "old": Checkpoint.objects.create(name="policy-old", path=str(tiny_model_dir), kind=CheckpointKind.SFT),
-        "helpfulness": Checkpoint.objects.create(
-            name="rm-h", kind=CheckpointKind.REWARD_MODEL,
-            path=str(build_tiny_reward_model(tiny_model_dir, root / "rm-h", seed=1))),
-        "safety": Checkpoint.objects.create(
-            name="rm-s", kind=CheckpointKind.REWARD_MODEL,
-            path=str(build_tiny_reward_model(tiny_model_dir, root / "rm-s", seed=2))),
-    }
-
+from tests.annotation_site.runs.conftest import TINY_EVALUATION
 
 def launch_evaluation(researcher, checkpoints, batch, **kwargs):
     return services.run_launch(
