@@ -13,9 +13,10 @@ def curves_png(recipe: str, rows: list[dict]) -> bytes | None:
     against its progress key; panels with no data are left out; None if none has any."""
     from matplotlib.figure import Figure
 
-    x_key = site_recipe(recipe).progress_key
+    recipe_row = site_recipe(recipe)
+    x_key = recipe_row.progress_key
     panels = []
-    for panel in site_recipe(recipe).panels:
+    for panel in recipe_row.panels:
         lines = []
         for key in panel.keys:
             points = [(row[x_key], row[key]) for row in rows if isinstance(row.get(key), int | float) and x_key in row]
