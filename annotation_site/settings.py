@@ -98,6 +98,9 @@ if _database_url:
             conn_health_checks=env_bool("DB_CONN_HEALTH_CHECKS", True),
         )
     }
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # Django's backend, checking that health without a round trip (annotation_site/db_backend).
+        DATABASES["default"]["ENGINE"] = "annotation_site.db_backend"
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
@@ -226,6 +229,10 @@ SPECTACULAR_SETTINGS = {
 ASSIGNMENT_TTL_SECONDS = env_int("ASSIGNMENT_TTL_SECONDS", 30 * 60, minimum=30)
 # Weekly quota of a new annotator (editable per annotator by admins).
 DEFAULT_WEEKLY_QUOTA = env_int("DEFAULT_WEEKLY_QUOTA", 200, minimum=0)
+# On PostgreSQL the claim, the submit and token authentication each run as one call of a database
+# function (annotation_site/db_functions.py); false runs the ORM path SQLite uses, which
+# bench/annotate_load.py --hot-path orm measures against them.
+ANNOTATION_DB_FUNCTIONS = env_bool("ANNOTATION_DB_FUNCTIONS", True)
 # How often the annotate page asks whether new items are ready while it has none to show.
 ANNOTATE_POLL_MS = env_int("ANNOTATE_POLL_MS", 3000, minimum=250)
 # Caps on a dialogue (API, annotators' prompts and continuations, imports): turns, characters of

@@ -28,7 +28,12 @@ N=1 baseline measured in the same run and against the target (200 cycles/s, p95 
 N=32), then checks in the database that no item was over-assigned and that every acknowledged
 submit is stored exactly once. The database is dropped at the end (--keep to keep it).
 
+--hot-path chooses what serves the cycle: the PostgreSQL functions (the default) or the ORM path
+SQLite runs (ANNOTATION_DB_FUNCTIONS=false: the same rules, about ten statements a cycle instead of
+three). Several run back to back, each on a fresh database, and a last table compares them.
+
     .venv/bin/python bench/annotate_load.py
+    .venv/bin/python bench/annotate_load.py --clients 32 --hot-path functions,orm,functions,orm
     .venv/bin/python bench/annotate_load.py --clients 32 --workers 3 --threads 16 --duration 20
     .venv/bin/python bench/annotate_load.py --clients 32 --paced-rate 250   # latency at 250 cycles/s offered
 """
@@ -78,6 +83,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--gold-rate", type=float, default=0.0,
                         help="share of claims that serve a gold item (quality control; 0: none, as before)")
     parser.add_argument("--gold-items", type=int, default=2000, help="gold items to create when --gold-rate > 0")
+    parser.add_argument("--hot-path", default="functions",
+                        help="comma-separated: functions (PostgreSQL functions, the default), orm (the ORM path); "
+                             "several run back to back, each on a fresh database, e.g. functions,orm,functions,orm")
     parser.add_argument("--database", default="bench_annotate")
     parser.add_argument("--server", default=os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test"))
     parser.add_argument("--port", type=int, default=0, help="gunicorn port (default: a free one)")
@@ -411,26 +419,32 @@ def verify(acknowledged: list[int]) -> list[str]:
     return problems
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    clients = [int(n) for n in args.clients.split(",")]
-    phases = [(n, 0.0) for n in clients] + ([(max(clients), args.paced_rate)] if args.paced_rate else [])
-    items = args.items or int(600 * args.duration * len(phases) + 1000)
+HOT_PATHS = {
+    "functions": "PostgreSQL functions (one call each for token auth, submit and claim)",
+    "orm": "the ORM path (ANNOTATION_DB_FUNCTIONS=false: the queries SQLite runs, with SKIP LOCKED)",
+}
+
+
+def run_hot_path(args, hot_path: str, clients: list[int], phases: list[tuple[int, float]], items: int) -> dict:
+    """Every phase against a fresh database and gunicorn serving `hot_path`; what was measured, and
+    the integrity problems found."""
     database_url = recreate_database(args)
     server = pool = None
+    results, acknowledged = [], []
     with tempfile.TemporaryDirectory(prefix="bench-annotate-") as var_dir:
         env = site_environment(database_url, var_dir)
+        env["ANNOTATION_DB_FUNCTIONS"] = "true" if hot_path == "functions" else "false"
         os.environ.update({k: env[k] for k in ("DATABASE_URL", "DEBUG", "SECRET_KEY", "EXPORT_PSEUDONYM_KEY", "VAR_DIR", "DJANGO_SETTINGS_MODULE")})
         try:
             started = time.monotonic()
             tokens = prepare(args, max(clients), items)
+            print(f"\nhot path: {HOT_PATHS[hot_path]}", flush=True)
             print(f"prepared {items} items and {max(clients)} annotators in {time.monotonic() - started:.1f} s; "
                   f"gunicorn {args.workers} workers x {args.threads} threads (gthread), {os.cpu_count()} cores", flush=True)
             port = args.port or free_port()
             server = start_gunicorn(args, env, port)
             pool = ProcessPoolExecutor(args.client_processes, mp_context=multiprocessing.get_context("spawn"))
             list(pool.map(time.sleep, [0.1] * args.client_processes))  # start the load generators before timing
-            results, acknowledged = [], []
             print(f"cycle: {CYCLES[args.cycle]}; load generator: {args.client_processes} processes", flush=True)
             print(f"{'N':>3} {'load':>11} {'cycles':>7} {'cycles/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'vs N=1':>7}  errors",
                   flush=True)
@@ -464,25 +478,52 @@ def main(argv=None) -> int:
                 server.terminate()
                 server.wait(timeout=30)
         problems = verify(acknowledged)
-        closed = [result for result in results if not result["rate"]][-1]
-        # What the measured CPU cost per cycle would allow if the server had every core to itself;
-        # on a shared machine the measured cycles/s above is lower than this.
-        print(f"server CPU per cycle at N={closed['clients']}: {closed['server_cpu_ms']:.1f} ms -> at most "
-              f"{os.cpu_count() * 1000 / closed['server_cpu_ms']:.0f} cycles/s on {os.cpu_count()} otherwise idle cores "
-              f"(before the load generator's own {closed['client_cpu_ms']:.1f} ms)")
-        print(f"target at N={closed['clients']}, closed loop: {closed['cycles_per_s'] / TARGET_CYCLES_PER_S:.2f}x of "
-              f"{TARGET_CYCLES_PER_S} cycles/s; p95 {closed['p95']:.1f} ms, where Little's law puts the mean at "
-              f"N / throughput = {1000 * closed['clients'] / closed['cycles_per_s']:.0f} ms")
-        for paced in (result for result in results if result["rate"]):
-            print(f"target at N={paced['clients']}, paced at {paced['rate']:g} cycles/s offered: {paced['cycles_per_s']:.1f} cycles/s "
-                  f"served, p95 {paced['p95']:.1f} ms (target < {TARGET_P95_MS} ms)")
-        print("integrity: " + ("no item over-assigned, every acknowledged submit stored exactly once" if not problems else "; ".join(problems)))
-        from django.db import connections
+    closed = [result for result in results if not result["rate"]][-1]
+    # What the measured CPU cost per cycle would allow if the server had every core to itself;
+    # on a shared machine the measured cycles/s above is lower than this.
+    print(f"server CPU per cycle at N={closed['clients']}: {closed['server_cpu_ms']:.1f} ms -> at most "
+          f"{os.cpu_count() * 1000 / closed['server_cpu_ms']:.0f} cycles/s on {os.cpu_count()} otherwise idle cores "
+          f"(before the load generator's own {closed['client_cpu_ms']:.1f} ms)")
+    print(f"target at N={closed['clients']}, closed loop: {closed['cycles_per_s'] / TARGET_CYCLES_PER_S:.2f}x of "
+          f"{TARGET_CYCLES_PER_S} cycles/s; p95 {closed['p95']:.1f} ms, where Little's law puts the mean at "
+          f"N / throughput = {1000 * closed['clients'] / closed['cycles_per_s']:.0f} ms")
+    paced = [result for result in results if result["rate"]]
+    for result in paced:
+        print(f"target at N={result['clients']}, paced at {result['rate']:g} cycles/s offered: {result['cycles_per_s']:.1f} cycles/s "
+              f"served, p95 {result['p95']:.1f} ms (target < {TARGET_P95_MS} ms)")
+    print("integrity: " + ("no item over-assigned, every acknowledged submit stored exactly once" if not problems else "; ".join(problems)))
+    from django.db import connections
 
-        connections.close_all()
+    connections.close_all()
     if not args.keep:
         drop_database(args)
-    return 1 if problems else 0
+    return {"hot_path": hot_path, "closed": closed, "paced": paced[-1] if paced else None, "problems": problems}
+
+
+def compare_hot_paths(runs: list[dict]) -> None:
+    """Each hot path's figures at the largest N side by side, and their ratio to the first one's."""
+    print(f"\n{'hot path':>10} {'closed cycles/s':>16} {'CPU ms/cycle':>13} {'paced cycles/s':>15} {'paced p95 ms':>13} {'vs first':>9}")
+    first = runs[0]["closed"]
+    for run in runs:
+        closed, paced = run["closed"], run["paced"]
+        print(f"{run['hot_path']:>10} {closed['cycles_per_s']:>16.1f} {closed['server_cpu_ms']:>13.1f} "
+              f"{paced['cycles_per_s'] if paced else float('nan'):>15.1f} {paced['p95'] if paced else float('nan'):>13.1f} "
+              f"{closed['cycles_per_s'] / first['cycles_per_s']:>8.2f}x")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    clients = [int(n) for n in args.clients.split(",")]
+    phases = [(n, 0.0) for n in clients] + ([(max(clients), args.paced_rate)] if args.paced_rate else [])
+    items = args.items or int(600 * args.duration * len(phases) + 1000)
+    hot_paths = args.hot_path.split(",")
+    unknown = set(hot_paths) - set(HOT_PATHS)
+    if unknown:
+        raise SystemExit(f"--hot-path: unknown {', '.join(sorted(unknown))}; use {', '.join(HOT_PATHS)}")
+    runs = [run_hot_path(args, hot_path, clients, phases, items) for hot_path in hot_paths]
+    if len(runs) > 1:
+        compare_hot_paths(runs)
+    return 1 if any(run["problems"] for run in runs) else 0
 
 
 if __name__ == "__main__":

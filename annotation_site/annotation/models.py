@@ -18,6 +18,12 @@ class GuidelineKind(models.TextChoices):
     HELPFULNESS = "helpfulness", "Helpfulness"
     SAFETY = "safety", "Safety"
 
+    @property
+    def asks_safety_labels(self) -> bool:
+        """Whether its items ask for a safe/unsafe label on each response (Llama 2, §3.2.1): what the
+        submit and the amend of a comparison read, on both databases."""
+        return self is GuidelineKind.SAFETY
+
 
 class Rating(models.TextChoices):
     """How much better the chosen response is (Llama 2, §3.2.1), strongest first."""
@@ -234,8 +240,16 @@ class Item(models.Model):
             models.Index(fields=["status", "guideline_kind"]),
         ]
 
+    def sample_ids_as_shown(self, shown_order: str) -> tuple[int, int]:
+        """(the sample shown as Response A, the one shown as Response B) for a shown order, "ab" or "ba"."""
+        return (self.sample_b_id, self.sample_a_id) if shown_order == "ba" else (self.sample_a_id, self.sample_b_id)
+
     def __str__(self) -> str:
         return f"Item {self.pk} ({self.guideline_kind}, {self.status})"
+
+
+# The largest time on an item a comparison or demonstration stores: its column is a 4-byte integer.
+TIME_SPENT_MAX_MS = 2**31 - 1
 
 
 class AssignmentStatus(models.TextChoices):
@@ -391,8 +405,7 @@ class Comparison(BatchedRecord):
     @property
     def chosen_as_shown(self) -> str:
         """The chosen response as the annotator saw it: "A" or "B" (reads only the item's sample ids)."""
-        item = self.item
-        shown_a = item.sample_b_id if self.shown_order == "ba" else item.sample_a_id
+        shown_a, _shown_b = self.item.sample_ids_as_shown(self.shown_order)
         return "A" if self.chosen_id == shown_a else "B"
 
     def labels_as_shown(self) -> tuple[bool | None, bool | None]:

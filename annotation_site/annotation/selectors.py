@@ -34,9 +34,15 @@ def ready_item_count(*, guideline_kind: str | None = None) -> int:
     return items.count()
 
 
+def guidelines_current_first(*, kind) -> QuerySet[Guideline]:
+    """The active versions of a guideline kind, the current one (the newest) first; `kind` may be an
+    OuterRef, for the claim that reads the current guideline of each item's kind."""
+    return Guideline.objects.filter(kind=kind, is_active=True).order_by("-version")
+
+
 def guideline_current(*, kind: str) -> Guideline | None:
     """The newest active version of a guideline kind, or None when none was written yet."""
-    return Guideline.objects.filter(kind=kind, is_active=True).order_by("-version").first()
+    return guidelines_current_first(kind=kind).first()
 
 
 def annotator_guideline_kinds(*, annotator, guideline_kind: str | None = None) -> list[str]:

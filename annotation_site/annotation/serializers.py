@@ -6,11 +6,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from annotation_site.annotation.markdown import render_markdown
-from annotation_site.annotation.models import GuidelineKind, Rating, TaskKind
-
-
-# The largest time a comparison or demonstration stores (the database column is a 4-byte integer).
-MAX_ACTIVE_MS = 2**31 - 1
+from annotation_site.annotation.models import TIME_SPENT_MAX_MS, GuidelineKind, Rating, TaskKind
 
 
 class TurnSerializer(serializers.Serializer):
@@ -149,7 +145,7 @@ class ComparisonInputSerializer(serializers.Serializer):
         allow_null=True,
         default=None,
         min_value=0,
-        max_value=MAX_ACTIVE_MS,
+        max_value=TIME_SPENT_MAX_MS,
         help_text="Active time on the item, measured by the client.",
     )
     next = claim_next_input()
@@ -176,7 +172,7 @@ def comparison_input(data) -> dict:
             chosen in ("A", "B")
             and rating in Rating.values
             and all(label is None or type(label) is bool for label in labels)
-            and (active_ms is None or (type(active_ms) is int and 0 <= active_ms <= MAX_ACTIVE_MS))
+            and (active_ms is None or (type(active_ms) is int and 0 <= active_ms <= TIME_SPENT_MAX_MS))
             and (
                 claim_next is None
                 or (
@@ -238,7 +234,7 @@ class SkipOutputSerializer(serializers.Serializer):
 
 class DemonstrationInputSerializer(serializers.Serializer):
     text = serializers.CharField(trim_whitespace=False)
-    active_ms = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=0, max_value=MAX_ACTIVE_MS)
+    active_ms = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=0, max_value=TIME_SPENT_MAX_MS)
     next = claim_next_input()
 
 

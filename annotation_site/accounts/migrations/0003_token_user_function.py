@@ -2,6 +2,9 @@
 call whose plan the server keeps for the session (every API request authenticates; planning the
 four-table query anew each time cost more than running it). Other databases use the ORM query in
 `accounts.authentication`.
+
+History: the current text lives in `accounts.authentication.TOKEN_USER`, installed by migration
+0004; this is the first version.
 """
 from django.db import migrations
 

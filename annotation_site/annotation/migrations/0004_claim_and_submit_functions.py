@@ -1,5 +1,8 @@
 """PostgreSQL functions for the two statements every rated item goes through: claim and submit.
 
+History: the current text of both functions lives in `annotation.services.claims` and
+`annotation.services.submissions`, installed by migration 0012; this is the first version.
+
 Why functions: PostgreSQL keeps the plans of a PL/pgSQL function's statements for the session,
 while psycopg2 sends every statement as new text to be parsed and planned again. Under load the
 claim's planning alone cost more than running it, and the submit's five round trips (lock, insert,
@@ -59,7 +62,7 @@ BEGIN
           FROM taken
         RETURNING *
     )
-    -- In the order of services._CLAIM_READS. The item's open_slots is left out: this statement's
+    -- In the order of services.CLAIM_ROW. The item's open_slots is left out: this statement's
     -- snapshot predates its own decrement.
     SELECT a.id, a.item_id, a.annotator_id, a.status::text, a.flipped, a.claimed_at, a.expires_at, a.finished_at,
            a.skip_reason::text, a.guideline_id,

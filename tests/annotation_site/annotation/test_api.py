@@ -277,3 +277,22 @@ def test_next_cannot_submit_for_another_annotator():
     response = submit(client_for(intruder), theirs["id"], next={})
     assert response.status_code == 404
     assert not Assignment.objects.filter(annotator=intruder).exists()  # refused before any claim
+
+
+@pytest.mark.django_db(transaction=True)  # in autocommit, as in production: no savepoints around the claim
+def test_a_rated_item_over_the_api_is_three_statements_on_postgresql(postgres, django_assert_num_queries, monkeypatch):
+    """Token authentication, the submit and the next claim: no middleware (sessions, the audit log,
+    login throttling, the NUL guard) queries the database for an API-token request."""
+    from rest_framework.authtoken.models import Token
+
+    monkeypatch.setitem(services._last_sweep, "at", 1e18)  # no periodic expiry sweep inside this cycle
+    make_ready_item()
+    make_ready_item()
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=make_annotator()).key}")
+    first = claim(client)["assignment"]
+    with django_assert_num_queries(3):
+        response = client.post(
+            f"/api/assignments/{first['id']}/comparison/", {"chosen": "A", "rating": "better", "next": {}}, format="json"
+        )
+    assert response.status_code == 201 and response.json()["next"]["assignment"]["id"] != first["id"]

@@ -92,8 +92,10 @@ def test_two_simultaneous_submits_of_one_assignment_store_one_comparison():
     assert len(ids) == 1 and Comparison.objects.count() == 1
 
 
-def test_a_claim_is_one_statement_that_also_loads_what_the_annotator_sees(postgres, django_assert_num_queries, monkeypatch):
+def test_a_claim_is_one_statement_that_also_loads_what_the_annotator_sees(postgres, django_assert_num_queries, monkeypatch, settings):
     from annotation_site.annotation.demo.guidelines import GUIDELINES
+
+    settings.ANNOTATION_DB_FUNCTIONS = True  # the function path, also when the suite runs the ORM path
 
     title, text = GUIDELINES["helpfulness"]
     guideline = services.guideline_publish(kind="helpfulness", title=title, text=text)
