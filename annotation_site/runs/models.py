@@ -14,6 +14,7 @@ class Recipe(models.TextChoices):
     REJECTION_SAMPLING = "rejection_sampling", "Rejection-sampling fine-tuning (§3.2.3)"
     PPO = "ppo", "PPO (§3.2.3)"
     EVALUATE_POLICY = "evaluate_policy", "Policy evaluation: is the new checkpoint better? (§3.4)"
+    EVALUATE_REWARD_MODEL = "evaluate_reward_model", "Reward-model evaluation: is the new reward model better? (§3.2.2)"
 
 
 class RunStatus(models.TextChoices):
