@@ -281,8 +281,10 @@ CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_TASK_ROUTES = {
     "annotation_site.runs.tasks.*": {"queue": "training"},
     "annotation_site.generation.tasks.launch_deployment_server": {"queue": "serving"},
-    # Scoring comparisons with a reward model needs torch and the model's files.
+    # Scoring comparisons with a reward model needs torch and the model's files; so does scoring
+    # the candidates of active selection.
     "annotation_site.quality.tasks.reward_model_*": {"queue": "training"},
+    "annotation_site.generation.tasks.select_pairs": {"queue": "training"},
 }
 
 # --- Batches, checkpoints, serving ----------------------------------------------------------------
@@ -374,6 +376,26 @@ GENERATION_FILL_INTERVAL_S = env_int("GENERATION_FILL_INTERVAL_S", 30, minimum=1
 # fresh one each run. Set, it makes what a run generates reproducible (the tests set it).
 GENERATION_SEED = env_int("GENERATION_SEED", 0) if env_str("GENERATION_SEED", "") else None
 DEPLOYMENT_HEALTH_INTERVAL_S = env_int("DEPLOYMENT_HEALTH_INTERVAL_S", 60, minimum=1)
+# Canary deployments (generation/canary.py): the defaults a canary starts with (the loop's gates
+# may give their own): its share of new pairs, the votes against its baseline that decide it, and
+# the win rate (ties half) it needs to be promoted; beat decides running canaries this often.
+CANARY_SHARE = env_float("CANARY_SHARE", 0.2)
+CANARY_MIN_VOTES = env_int("CANARY_MIN_VOTES", 200, minimum=1)
+CANARY_MIN_WIN_RATE = env_float("CANARY_MIN_WIN_RATE", 0.5)
+CANARY_DECIDE_INTERVAL_S = env_int("CANARY_DECIDE_INTERVAL_S", 300, minimum=10)
+# Active selection (generation/selection.py): "random" (Llama 2's pairs, the default), "uncertainty"
+# (the pair of K candidates whose combined reward differs least) or "disagreement" (the pair the two
+# newest reward models of the guideline disagree on most), for every guideline or one of them
+# (empty: SELECTION_POLICY); K candidates per prompt; the share of prompts that stays random so the
+# data keeps the paper's distribution. The scoring runs on the training worker (it has the RMs).
+SELECTION_POLICY = env_str("SELECTION_POLICY", "random")
+SELECTION_POLICY_HELPFULNESS = env_str("SELECTION_POLICY_HELPFULNESS", "")
+SELECTION_POLICY_SAFETY = env_str("SELECTION_POLICY_SAFETY", "")
+SELECTION_CANDIDATES = env_int("SELECTION_CANDIDATES", 4, minimum=2)
+SELECTION_RANDOM_SHARE = env_float("SELECTION_RANDOM_SHARE", 0.3)
+# Candidates wait this long for the training worker's choice (it may be busy with a training run);
+# then the next fill queues a random pair of them, noted on the item.
+SELECTION_WAIT_S = env_int("SELECTION_WAIT_S", 3600, minimum=30)
 # Hosts and networks a deployment's endpoint URL may point at (names, addresses, CIDR networks):
 # loopback (servers launched outside docker) and the compose stack's serving worker. Link-local and
 # cloud metadata addresses are refused whatever this says (serving/endpoints.py).

@@ -89,6 +89,19 @@ class RewardModel:
         return self.score_texts(texts, batch_size=batch_size)
 
 
+# Reward models stay loaded in a worker between tasks: loading one costs seconds, a task's scoring
+# of a few hundred texts about as much. Keyed by folder; a new checkpoint is a new folder.
+_loaded: dict[str, RewardModel] = {}
+
+
+def cached_reward_model(path: str | Path) -> RewardModel:
+    """The reward model at `path`, loaded once per process."""
+    model = _loaded.get(str(path))
+    if model is None:
+        model = _loaded[str(path)] = RewardModel(path)
+    return model
+
+
 class RewardScorer:
     """The helpfulness and safety reward models together, giving the combined reward of eq. 3-4."""
 

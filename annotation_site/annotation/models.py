@@ -211,6 +211,10 @@ class Item(models.Model):
     open_slots = models.PositiveSmallIntegerField(default=1)
     # Higher first: annotator-written prompts and continued dialogues are generated and served first.
     priority = models.SmallIntegerField(default=0)
+    # How the generation app chose the pair when active selection is on for the guideline
+    # (generation/selection.py): the policy applied, the reward models, each candidate's variant
+    # and scores, the chosen two; empty for the random pairs of a fill without selection.
+    selection = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

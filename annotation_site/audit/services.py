@@ -17,6 +17,9 @@ class AuditEvent(models.TextChoices):
     QUALITY_EXCLUDE_RANGE = "quality.exclude_range", "An annotator's comparisons excluded"
     QUALITY_REVIEW = "quality.review", "Flagged comparison reviewed"
     QUALITY_GOLD = "quality.gold", "Item marked gold"
+    CANARY_START = "canary.start", "Canary deployment started"
+    CANARY_PROMOTE = "canary.promote", "Canary promoted, its baseline disabled"
+    CANARY_ROLLBACK = "canary.rollback", "Canary rolled back"
 
 
 # Downloads read data; every other event changes something.

@@ -50,14 +50,17 @@ class CheckpointAdmin(admin.ModelAdmin):
 @admin.register(Deployment)
 class DeploymentAdmin(admin.ModelAdmin):
     form = DeploymentAdminForm
-    list_display = ("checkpoint", "engine", "endpoint_url", "enabled", "health", "consecutive_failures", "last_checked_at")
-    list_filter = ("engine", "enabled", "health")
+    list_display = ("checkpoint", "engine", "endpoint_url", "enabled", "health", "consecutive_failures", "last_checked_at",
+                    "canary_state")
+    list_filter = ("engine", "enabled", "health", "canary_state")
     search_fields = ("checkpoint__name", "endpoint_url", "served_model_name")
     raw_id_fields = ("checkpoint",)
+    # A canary is started, promoted and rolled back by generation/canary.py (audited), never edited here.
     readonly_fields = (
         "health", "consecutive_failures", "last_error", "last_checked_at", "tensor_parallel_size", "server_status",
         "server_host", "server_queue", "server_pid", "server_started_at", "server_marker", "server_gpus", "server_log",
-        "created_at",
+        "canary_of", "canary_share", "canary_min_votes", "canary_min_win_rate", "canary_state", "canary_reason",
+        "canary_tally", "canary_decided_at", "created_at",
     )
     actions = ["check_health", "enable", "disable"]
 

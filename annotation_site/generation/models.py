@@ -58,6 +58,14 @@ class ServerStatus(models.TextChoices):
     FAILED = "failed", "Failed to start"
 
 
+class CanaryState(models.TextChoices):
+    """Life of a canary deployment (empty: a normal deployment, never a canary)."""
+
+    RUNNING = "running", "Serving its share, collecting votes"
+    PROMOTED = "promoted", "Promoted (its baseline disabled)"
+    ROLLED_BACK = "rolled_back", "Rolled back (disabled)"
+
+
 class Deployment(models.Model):
     checkpoint = models.ForeignKey(Checkpoint, on_delete=models.PROTECT, related_name="deployments")
     engine = models.CharField(max_length=8, choices=Engine.choices, default=Engine.VLLM)
@@ -84,7 +92,23 @@ class Deployment(models.Model):
     server_marker = models.CharField(max_length=100, blank=True, default="")
     server_gpus = models.CharField(max_length=100, blank=True, default="")
     server_log = models.CharField(max_length=1000, blank=True, default="")
+    # A canary (generation/canary.py, docs/canary-and-selection.md): a new checkpoint answering
+    # `canary_share` of new pairs, each against `canary_of`, until `canary_min_votes` annotator
+    # votes between the two decide: promoted at a win rate of at least `canary_min_win_rate`,
+    # else rolled back; the reason and the tally it was decided on are kept.
+    canary_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="canaries")
+    canary_share = models.FloatField(null=True, blank=True)
+    canary_min_votes = models.PositiveIntegerField(null=True, blank=True)
+    canary_min_win_rate = models.FloatField(null=True, blank=True)
+    canary_state = models.CharField(max_length=12, choices=CanaryState.choices, blank=True, default="")
+    canary_reason = models.TextField(blank=True, default="")
+    canary_tally = models.JSONField(default=dict, blank=True)
+    canary_decided_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    @property
+    def is_running_canary(self) -> bool:
+        return self.canary_state == CanaryState.RUNNING
 
     @property
     def model_name(self) -> str:
@@ -118,6 +142,9 @@ class GenerationClaim(models.Model):
     expires_at = models.DateTimeField()
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True, default="")
+    # Active selection: the K candidates generated, waiting for the reward models' choice on the
+    # training worker ({"policy": asked, "candidates": [sample fields, ...]}); empty otherwise.
+    selection = models.JSONField(default=dict, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["state", "expires_at"])]

@@ -56,19 +56,43 @@ class SamplingPolicy:
         return SamplingParams(temperature=temperature, top_p=self.top_p, max_tokens=self.max_tokens, n=1, seed=seed)
 
     def choose_pair(self, deployments: Sequence, rng: random.Random) -> tuple[tuple[object, float], tuple[object, float]]:
-        """Two (deployment, temperature) variants for one prompt.
+        """Two (deployment, temperature) variants for one prompt (`choose_variants` with k=2)."""
+        first, second = self.choose_variants(deployments, rng, k=2)
+        return first, second
+
+    def choose_variants(self, deployments: Sequence, rng: random.Random, *, k: int = 2) -> list[tuple[object, float]]:
+        """The (deployment, temperature) variants that answer one prompt: a pair, or, for active
+        selection (generation/selection.py), up to `k` distinct candidates.
 
         `deployments` are usable ones, most recent checkpoint first; one per checkpoint is kept.
+        A running canary (generation/canary.py) answers its `canary_share` of prompts, as a pair
+        against its baseline whatever `k` is, and no other prompt; with no canary running no extra
+        draw is made, so a seeded fill makes the same pairs as before canaries existed. A pair
+        comes from two checkpoints when two are deployed; `k` candidates are distinct variants of
+        the latest checkpoints and the temperatures (fewer when there are fewer variants: the same
+        variant twice could be the same answer, an engine given one seed per request repeats it).
         """
         if not deployments:
             raise ValueError("no deployment to sample from")
+        usable = {deployment.pk: deployment for deployment in deployments}
+        canaries = [d for d in deployments if d.is_running_canary and d.canary_of_id in usable]
+        if canaries:
+            draw = rng.random()
+            for canary in canaries:
+                if draw < canary.canary_share:
+                    return self._two_variants(rng.sample([canary, usable[canary.canary_of_id]], 2), rng)
+                draw -= canary.canary_share
+        # A canary whose baseline is not usable now answers nothing, unless it is all there is.
+        regular = [d for d in deployments if not d.is_running_canary] or list(deployments)
         by_checkpoint: dict[int, object] = {}
-        for deployment in deployments:
+        for deployment in regular:
             by_checkpoint.setdefault(deployment.checkpoint_id, deployment)
         latest = list(by_checkpoint.values())[: self.latest_checkpoints]
-        if len(latest) >= 2:
-            first, second = rng.sample(latest, 2)
-        else:
-            first = second = latest[0]
+        if k > 2:
+            variants = [(deployment, temperature) for deployment in latest for temperature in self.temperatures]
+            return rng.sample(variants, min(k, len(variants)))
+        return self._two_variants(rng.sample(latest, 2) if len(latest) >= 2 else [latest[0], latest[0]], rng)
+
+    def _two_variants(self, sides: Sequence, rng: random.Random) -> list[tuple[object, float]]:
         temperature_a, temperature_b = rng.sample(self.temperatures, 2)
-        return (first, temperature_a), (second, temperature_b)
+        return [(sides[0], temperature_a), (sides[1], temperature_b)]

@@ -58,7 +58,8 @@ class DeploymentOutputSerializer(serializers.ModelSerializer):
         fields = [
             "id", "checkpoint", "checkpoint_name", "engine", "endpoint_url", "served_model_name", "enabled",
             "health", "consecutive_failures", "last_error", "last_checked_at", "tensor_parallel_size", "server_status",
-            "server_host", "server_pid", "server_gpus", "server_log", "created_at",
+            "server_host", "server_pid", "server_gpus", "server_log", "canary_of", "canary_share", "canary_min_votes",
+            "canary_min_win_rate", "canary_state", "canary_reason", "canary_tally", "canary_decided_at", "created_at",
         ]
 
 

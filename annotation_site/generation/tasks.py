@@ -12,7 +12,7 @@ from celery import shared_task
 from django.conf import settings
 
 from annotation_site.celery import serving_worker_queue
-from annotation_site.generation import services
+from annotation_site.generation import canary, services
 from annotation_site.generation.models import Deployment
 
 logger = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ def fill_queue(self, item_ids: list[int] | None = None) -> dict:
     """
     worker = f"{socket.gethostname()}:{os.getpid()}:{self.request.id or 'local'}"
     report = services.queue_fill(worker=worker, item_ids=item_ids)
-    if len(report.generated_item_ids) >= settings.GENERATION_BATCH_ITEMS:
+    if len(report.generated_item_ids) + len(report.selecting_item_ids) >= settings.GENERATION_BATCH_ITEMS:
         # A full batch went through and more may be wanted: continue now rather than at the next beat.
         fill_queue.delay()
     return report.as_dict()
@@ -44,6 +44,19 @@ def fill_queue(self, item_ids: list[int] | None = None) -> dict:
 def check_deployments_health() -> dict:
     """Re-check every enabled deployment, so one marked unhealthy comes back once it answers."""
     return services.deployments_check_health()
+
+
+@shared_task(name="annotation_site.generation.tasks.select_pairs")
+def select_pairs(item_ids: list[int]) -> dict:
+    """On the training worker (it has the reward models): choose each item's pair among the
+    candidates the fill stashed (active selection), and queue it."""
+    return services.pairs_select(item_ids=item_ids)
+
+
+@shared_task
+def decide_canaries() -> dict:
+    """Promote or roll back every running canary that has its votes (beat, every CANARY_DECIDE_INTERVAL_S)."""
+    return canary.canaries_decide()
 
 
 @shared_task

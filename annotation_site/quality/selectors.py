@@ -116,11 +116,13 @@ def scoring_reward_model(guideline_kind: str) -> Checkpoint | None:
     picked = GuidelineQuality.objects.filter(guideline_kind=guideline_kind, reward_model__isnull=False).first()
     if picked is not None:
         return picked.reward_model
-    candidates = Checkpoint.objects.filter(kind=CheckpointKind.REWARD_MODEL).order_by("-created_at", "-id")
-    for checkpoint in candidates:
-        if reward_model_guideline(checkpoint) == guideline_kind:
-            return checkpoint
-    return None
+    return next(iter(reward_models_for(guideline_kind)), None)
+
+
+def reward_models_for(guideline_kind: str) -> list[Checkpoint]:
+    """The registered reward models trained for `guideline_kind`, newest first."""
+    return [checkpoint for checkpoint in Checkpoint.objects.filter(kind=CheckpointKind.REWARD_MODEL).order_by("-created_at", "-id")
+            if reward_model_guideline(checkpoint) == guideline_kind]
 
 
 def reward_model_guideline(checkpoint: Checkpoint) -> str | None:

@@ -258,16 +258,11 @@ def reward_model_scores_store(*, checkpoint_id: int, differences: dict[int, floa
     return len(rows)
 
 
-# Reward models stay loaded in the worker between tasks: loading one costs seconds, a task's
-# scoring of a few hundred comparisons about as much.
-_loaded_reward_models: dict[str, object] = {}
-
-
 def reward_model_agreement_update(*, guideline_kind: str, limit: int = 512, batch_size: int = 16) -> int:
     """Score the two responses of comparisons the guideline's reward model has not scored yet, and
     store chosen minus rejected; how many were scored. Runs on the training worker (torch), never
     in the web process."""
-    from training.scoring import RewardModel
+    from training.scoring import cached_reward_model
 
     checkpoint = selectors.scoring_reward_model(guideline_kind)
     if checkpoint is None:
@@ -280,9 +275,7 @@ def reward_model_agreement_update(*, guideline_kind: str, limit: int = 512, batc
     )
     if not pending:
         return 0
-    model = _loaded_reward_models.get(checkpoint.path)
-    if model is None:
-        model = _loaded_reward_models[checkpoint.path] = RewardModel(checkpoint.path)
+    model = cached_reward_model(checkpoint.path)
     prompts = [turns for _, turns, _, _ in pending]
     chosen = model.score(prompts, [text for _, _, text, _ in pending], batch_size=batch_size)
     rejected = model.score(prompts, [text for _, _, _, text in pending], batch_size=batch_size)

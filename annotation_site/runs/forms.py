@@ -56,7 +56,7 @@ class LaunchForm(forms.Form):
     overrides = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 5, "placeholder": "max_steps=20\nlearning_rate=2e-5"}), required=False,
         help_text="key=value, one per line, on top of the shipped config (values are plain YAML). Only the "
-        "recipe's tunable settings (learning rate, steps, batch sizes, ...) can be set here; see the README.",
+        "recipe's tunable settings (learning rate, steps, batch sizes, ...) can be set here; docs/runs.md lists them.",
     )
     accelerate_config = forms.ChoiceField(
         label="Accelerate config", required=False,

@@ -25,6 +25,7 @@ ENDPOINTS = [
     ("get", "/api/deployments/"),
     ("post", "/api/deployments/"),
     ("post", "/api/deployments/1/health-check/"),
+    ("post", "/api/deployments/1/stop-server/"),
     ("get", "/api/generation/status/"),
     ("post", "/api/generation/fill/"),
 ]

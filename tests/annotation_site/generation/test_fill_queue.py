@@ -11,6 +11,7 @@ from annotation_site.accounts.services import user_create
 from annotation_site.annotation.models import Item, ItemStatus, Sample
 from annotation_site.annotation.services import prompt_write
 from annotation_site.generation import services
+from annotation_site.generation.services import filling
 from annotation_site.generation.models import ClaimState, GenerationClaim, Health
 from annotation_site.generation.tasks import check_deployments_health, fill_queue
 from tests.annotation_site.generation.conftest import deploy_local, deploy_vllm, make_checkpoint, queue_prompts
@@ -288,7 +289,7 @@ def test_a_crash_mid_generation_releases_the_claims(tiny_model_dir, rng, monkeyp
     def crash(*args, **kwargs):
         raise MemoryError("out of memory")
 
-    monkeypatch.setattr(services, "_store_pair", crash)
+    monkeypatch.setattr(filling, "store_samples", crash)
     with pytest.raises(MemoryError):
         services.queue_fill(worker="w1", rng=rng)
     assert len(services.items_claim_for_generation(worker="w2", limit=5)) == 2

@@ -111,6 +111,51 @@ def test_a_stored_pid_that_now_names_another_process_is_not_signalled(tiny_model
     assert (deployment.server_status, deployment.server_pid, deployment.enabled) == (ServerStatus.STOPPED, None, False)
 
 
+@pytest.fixture
+def launched_process():
+    """A process group started the way a serving worker starts vLLM: its own session, marked."""
+    marker = "vllm-deployment-under-test"
+    process = subprocess.Popen(["sleep", "600"], start_new_session=True, env={**os.environ, MARKER_ENV: marker})
+    yield process, launched_group(process.pid, marker=marker)
+    if process.poll() is None:
+        process.kill()
+    process.wait()
+
+
+@pytest.mark.django_db
+def test_the_stop_request_only_asks_the_launching_worker_whose_task_then_stops_the_group(
+    tiny_model_dir, launched_process, monkeypatch, django_capture_on_commit_callbacks
+):
+    from rest_framework.test import APIClient
+
+    from annotation_site.accounts.services import user_create
+    from annotation_site.generation import tasks
+
+    process, group = launched_process
+    deployment = Deployment.objects.create(
+        checkpoint=Checkpoint.objects.create(name="tiny", path=str(tiny_model_dir), kind="sft"), engine="vllm",
+        endpoint_url="http://localhost:8150/v1", server_status=ServerStatus.SERVING, server_pid=group.pgid,
+        server_host=group.host, server_queue="serving.w1@gpu-host", server_started_at=group.started_at,
+        server_marker=group.marker,
+    )
+    sent = []  # the broker is outside the web request: record what it is handed
+    monkeypatch.setattr(tasks.stop_deployment_server, "apply_async", lambda *args, **kwargs: sent.append((args, kwargs)))
+    client = APIClient()
+    client.force_authenticate(user_create(username="researcher", role="researcher", password="pw-123456"))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(f"/api/deployments/{deployment.pk}/stop-server/")
+    assert response.status_code == 200 and response.json()["server_status"] == ServerStatus.STOPPING
+    assert sent == [(((deployment.pk,),), {"queue": "serving.w1@gpu-host"})]
+    # The request signalled nothing: the group it names still runs.
+    assert process.poll() is None and group_members(group.pgid) == [process.pid]
+
+    # On the worker that launched it (this host), the task stops the group and clears the record.
+    assert tasks.stop_deployment_server(deployment.pk) == {"deployment": deployment.pk, "stopped": True}
+    assert process.wait(10) < 0 and group_members(group.pgid) == []
+    deployment.refresh_from_db()
+    assert (deployment.server_status, deployment.server_pid, deployment.enabled) == (ServerStatus.STOPPED, None, False)
+
+
 @pytest.mark.django_db
 def test_the_web_never_stops_a_server_the_platform_did_not_launch(tiny_model_dir):
     deployment = Deployment.objects.create(

@@ -12,7 +12,7 @@ from annotation_site.errors import ApplicationError
 class Command(BaseCommand):
     help = (
         "Import preference pairs (Anthropic HH-RLHF transcripts, TRL preference rows, or judge-benchmark rows; "
-        "README, Importing data) as completed comparisons from a named source, or with --as-items as items for "
+        "docs/imports.md) as completed comparisons from a named source, or with --as-items as items for "
         "annotators. All-or-nothing unless --skip-invalid."
     )
 
