@@ -202,7 +202,10 @@ def iteration_cancel(*, iteration: LoopIteration, actor=None) -> LoopIteration:
             if step.kind == StepKind.CANARY and iteration.canary_deployment is not None:
                 from annotation_site.generation.canary import canary_rollback
 
-                canary_rollback(canary=iteration.canary_deployment, reason=f"The iteration was cancelled by {who}.")
+                try:
+                    canary_rollback(canary=iteration.canary_deployment, reason=f"The iteration was cancelled by {who}.")
+                except Conflict:
+                    pass  # decided in the meantime
             step.state, step.finished_at, step.error = StepState.CANCELLED, timezone.now(), f"Cancelled by {who}."
             step.save()
         iteration.state = IterationState.CANCELLED

@@ -312,29 +312,24 @@ def _canary_start(step: LoopStep) -> str:
 
 
 def canary_check(step: LoopStep) -> str:
-    """While the canary collects votes: promote or roll back once the leaderboard has enough."""
-    from annotation_site.generation.canary import canary_decide, canary_promote, canary_rollback, canary_tally
+    """While the canary collects votes: promote or roll back once the leaderboard has enough. (The
+    generation app's beat task may have decided it first; its decision is then recorded as is.)"""
+    from annotation_site.generation.canary import PROMOTE, canary_decide, canary_promote, canary_rollback, canary_tally
+    from annotation_site.generation.models import CanaryState
 
     iteration = step.iteration
     canary = iteration.canary_deployment
-    tally = canary_tally(canary=canary)
-    step.result = {**step.result, "tally": _plain(tally)}
+    step.result = {**step.result, "tally": canary_tally(canary=canary).as_dict()}
     decision = canary_decide(canary=canary)
     if decision is None:
         return StepState.RUNNING
-    step.result = {**step.result, "decision": decision.decision, "reason": decision.reason}
-    if decision.decision == "promote":
-        canary_promote(canary=canary)
-        iteration.state = IterationState.PROMOTED
-        iteration.outcome = f"{iteration.policy_checkpoint.name} was promoted: {decision.reason}"
-    else:
-        canary_rollback(canary=canary, reason=decision.reason)
-        iteration.state = IterationState.ROLLED_BACK
-        iteration.outcome = f"{iteration.policy_checkpoint.name} was rolled back: {decision.reason}"
+    step.result = {**step.result, "tally": decision.tally.as_dict(), "decision": decision.decision, "reason": decision.reason}
+    if canary.canary_state == CanaryState.RUNNING:
+        if decision.decision == PROMOTE:
+            canary_promote(canary=canary, reason=decision.reason)
+        else:
+            canary_rollback(canary=canary, reason=decision.reason)
+    promoted = decision.decision == PROMOTE
+    iteration.state = IterationState.PROMOTED if promoted else IterationState.ROLLED_BACK
+    iteration.outcome = f"{iteration.policy_checkpoint.name} was {'promoted' if promoted else 'rolled back'}: {decision.reason}"
     return StepState.SUCCEEDED
-
-
-def _plain(value) -> dict:
-    import dataclasses
-
-    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else dict(value or {})
