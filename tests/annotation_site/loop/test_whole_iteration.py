@@ -78,7 +78,10 @@ def test_a_batch_export_runs_the_whole_loop_and_the_canary_is_promoted_by_annota
         EXPORT_ROOT=str(settings.EXPORT_ROOT), VAR_DIR=str(tmp_path / "var"), RUN_POLL_INTERVAL_S="0.3",
         GENERATION_READY_TARGET="0", GENERATION_MAX_TOKENS="8", GENERATION_SEED="0",
     )
-    loop = make_loop(trigger="batch_exported", canary_share=0.5, canary_min_votes=4, canary_min_win_rate=0.5)
+    # Gates any pair of tiny random policies passes (the failing gates have their own tests): what
+    # is under test here is that every step runs, in order, on the workers, through to the canary.
+    loop = make_loop(trigger="batch_exported", min_win_rate=0.0, max_unsafe_share_rise=1.0, canary_share=0.5,
+                     canary_min_votes=4, canary_min_win_rate=0.5)
     annotators = [make_user("annotator", f"annotator-{i}") for i in range(2)]
     rng = random.Random(0)
     site = CeleryWorker(env, tmp_path / "site.log")
@@ -108,6 +111,8 @@ def test_a_batch_export_runs_the_whole_loop_and_the_canary_is_promoted_by_annota
         assert [run.recipe for run in runs] == ["reward_model", "reward_model", "rejection_sampling", "evaluate_policy"]
         assert {run.status for run in runs} == {RunStatus.SUCCEEDED}
         assert all(list(run.batches.all()) == [batch] for run in runs)
+        gate = iteration.steps.get(kind=StepKind.POLICY_GATE).result
+        assert gate["passed"] and 0 <= gate["win_rate"] <= 1 and gate["wins"] + gate["ties"] + gate["losses"] > 0
         canary = Deployment.objects.get(pk=iteration.canary_deployment_id)
         assert canary.checkpoint == iteration.policy_checkpoint and canary.canary_of == deployed
         assert canary.canary_state == CanaryState.RUNNING
