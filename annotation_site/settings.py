@@ -220,6 +220,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Two models have a `kind` choice field (checkpoints, loop steps): each enum gets its own name.
+    "ENUM_NAME_OVERRIDES": {
+        "CheckpointKindEnum": "annotation_site.generation.models.CheckpointKind",
+        "LoopStepKindEnum": "annotation_site.loop.models.StepKind",
+    },
 }
 
 # --- Annotation -------------------------------------------------------------------------------
