@@ -189,7 +189,8 @@ def _platform_values(*, recipe, base_checkpoint, helpfulness_reward_model, safet
         values["previous_pools"] = [str(pool) for pool in pools]
     if compare_with:
         if recipe not in (Recipe.EVALUATE_POLICY, Recipe.EVALUATE_REWARD_MODEL):
-            raise ConfigInvalid("Only an evaluation compares checkpoints; leave compare_with empty.", field="compare_with")
+            raise ConfigInvalid("Only a policy evaluation compares checkpoints (and a reward-model evaluation, reward "
+                                "models); leave compare_with empty.", field="compare_with")
         wrong = [c.name for c in compare_with if (c.kind == CheckpointKind.REWARD_MODEL) != scores_reward_models]
         if wrong:
             raise ConfigInvalid(f'"{wrong[0]}" is {"not " if scores_reward_models else ""}a reward model; compare '
