@@ -9,7 +9,7 @@ from django.db import models
 class Trigger(models.TextChoices):
     BATCH_EXPORTED = "batch_exported", "A weekly batch's export finishing"
     SCHEDULE = "schedule", "A schedule (celery beat crontab)"
-    MANUAL = "manual", 'Only "run now"'
+    MANUAL = "manual", '"Run now" by hand'
 
 
 class RewardModelStart(models.TextChoices):
