@@ -88,7 +88,7 @@ def _check(values: dict) -> None:
         raise DefinitionInvalid("The canary's share of new pairs is between 0 and 1 (exclusive).", field="canary_share")
     _check_sources(values.get("sources") or [], guidelines)
     if values.get("trigger") == Trigger.SCHEDULE:
-        _crontab(values.get("schedule", ""))
+        _crontab(values.get("schedule", LoopVersion._meta.get_field("schedule").default))
 
 
 def _check_sources(sources, guidelines) -> None:
