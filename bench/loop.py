@@ -71,7 +71,7 @@ def main() -> int:
     from annotation_site.accounts.services import user_create
     from annotation_site.annotation.demo.items import COMPARISONS
     from annotation_site.annotation.models import Item, ItemStatus
-    from annotation_site.annotation.services import PromptSpec, assignment_claim_next, comparison_submit, prompts_queue
+    from annotation_site.annotation.services import PromptSpec, prompts_queue
     from annotation_site.batches.services import batch_close, batch_export
     from annotation_site.generation.models import Checkpoint, CheckpointKind, Deployment, Engine
     from annotation_site.generation.services import queue_fill
@@ -81,6 +81,7 @@ def main() -> int:
     from annotation_site.runs.models import RunStatus, TrainingRun
     from annotation_site.runs import services as run_services
     from annotation_site.runs.tasks import run_training
+    from tests.support.simulated_annotators import vote_on_everything_ready
 
     run_services.run_enqueue = lambda *, run_id: True  # the bench runs the training task itself, no broker
     timings: dict[str, float] = defaultdict(float)
@@ -109,26 +110,11 @@ def main() -> int:
             if not report.generated_item_ids:
                 raise RuntimeError(f"the queue filling generated nothing: {report}")
 
-    def vote(prefer: Deployment | None = None) -> int:
-        answered = 0
-        for annotator in annotators:
-            while (assignment := assignment_claim_next(annotator=annotator)) is not None:
-                shown = [assignment.item.sample_a, assignment.item.sample_b][::-1 if assignment.flipped else 1]
-                chosen = rng.choice("AB")
-                for side, sample in zip("AB", shown):
-                    if prefer is not None and (sample.sampling_params or {}).get("deployment") == prefer.pk:
-                        chosen = side
-                safety = assignment.item.guideline_kind == "safety"
-                comparison_submit(assignment=assignment, annotator=annotator, chosen=chosen, rating="better",
-                                  response_a_is_safe=True if safety else None, response_b_is_safe=True if safety else None)
-                answered += 1
-        return answered
-
     demo = (COMPARISONS * (1 + args.pairs // len(COMPARISONS)))[:args.pairs]
     print(f"one loop iteration on {args.model} ({model}), {args.pairs} pairs, 2 cores shared", flush=True)
     timed("the week's pairs (generation)", lambda: queue_and_fill(
         [PromptSpec(turns=entry["turns"], guideline_kind=entry["guideline"]) for entry in demo]))
-    timed("the week's votes", vote)
+    timed("the week's votes", lambda: vote_on_everything_ready(annotators, rng))
     batch, _ = batch_close(enqueue_export=False)
     timed("export", lambda: batch_export(batch_id=batch.pk))
 

@@ -13,7 +13,6 @@ import pytest
 from django.utils import timezone
 
 from annotation_site.annotation.models import Comparison, Item, ItemStatus
-from annotation_site.annotation.services import assignment_claim_next, comparison_submit
 from annotation_site.batches.models import Batch, BatchState
 from annotation_site.batches.services import batch_close
 from annotation_site.generation.models import CanaryState, Deployment
@@ -23,6 +22,7 @@ from annotation_site.runs.models import RunStatus, TrainingRun
 from tests.annotation_site.generation.conftest import queue_prompts
 from tests.annotation_site.loop.conftest import make_user, step_states
 from tests.conftest import require
+from tests.support.simulated_annotators import vote_on_everything_ready
 from tests.support.site_processes import CeleryWorker, redis_is_up, site_env
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -41,27 +41,6 @@ def wait_until(condition, *, timeout: float, workers, what: str):
         time.sleep(0.5)
     logs = "\n".join(worker.log.read_text(errors="replace")[-2500:] for worker in workers)
     raise AssertionError(f"{what} never happened:\n{logs}")
-
-
-def vote_on_everything_ready(annotators, rng: random.Random, *, prefer=None) -> int:
-    """Simulated annotators: each claims and answers until nothing is left for them. With `prefer`,
-    the sample a deployment wrote is chosen whenever the pair has one; else a seeded coin."""
-    answered = 0
-    for annotator in annotators:
-        while (assignment := assignment_claim_next(annotator=annotator)) is not None:
-            shown_a, shown_b = (assignment.item.sample_a, assignment.item.sample_b)
-            if assignment.flipped:
-                shown_a, shown_b = shown_b, shown_a
-            chosen = rng.choice("AB")
-            if prefer is not None:
-                for side, sample in (("A", shown_a), ("B", shown_b)):
-                    if (sample.sampling_params or {}).get("deployment") == prefer.pk:
-                        chosen = side
-            safety = assignment.item.guideline_kind == "safety"
-            comparison_submit(assignment=assignment, annotator=annotator, chosen=chosen, rating="better",
-                              response_a_is_safe=True if safety else None, response_b_is_safe=True if safety else None)
-            answered += 1
-    return answered
 
 
 def test_a_batch_export_runs_the_whole_loop_and_the_canary_is_promoted_by_annotators_votes(
