@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from annotation_site.batches.models import Batch, BatchState
 from annotation_site.errors import ApplicationError, Conflict
-from annotation_site.generation.models import CheckpointKind, Deployment
+from annotation_site.generation.models import CanaryState, CheckpointKind, Deployment
 from annotation_site.loop.models import (
     ACTIVE_STATES,
     DONE_STEP_STATES,
@@ -38,9 +38,10 @@ logger = logging.getLogger(__name__)
 
 
 def deployed_policy() -> Deployment | None:
-    """The deployment serving the current policy: the newest enabled one of a chat checkpoint."""
+    """The deployment serving the current policy: the newest enabled one of a chat checkpoint that
+    is not a canary on trial."""
     return (Deployment.objects.filter(enabled=True).exclude(checkpoint__kind=CheckpointKind.REWARD_MODEL)
-            .select_related("checkpoint").order_by("-created_at", "-id").first())
+            .exclude(canary_state=CanaryState.RUNNING).select_related("checkpoint").order_by("-created_at", "-id").first())
 
 
 def iteration_start(*, definition: LoopDefinition, trigger: str, started_by=None, batch: Batch | None = None) -> LoopIteration:
@@ -96,9 +97,6 @@ def iteration_advance(*, iteration_id: int) -> str | None:
             step.iteration = iteration
             if not _advance_step(iteration, step):
                 break
-        else:
-            if iteration.state == IterationState.RUNNING:  # every step done and no gate or canary decided
-                iteration.state = IterationState.PROMOTED
         if not iteration.is_active and iteration.finished_at is None:
             _finish(iteration)
         iteration.save()

@@ -105,3 +105,20 @@ def test_annotators_cannot_open_the_loop(client, chat_checkpoint, make_loop):
     assert client.get("/loop/").status_code == 403
     assert client.post(f"/loop/{loop.pk}/run/").status_code == 403
     assert not LoopIteration.objects.exists()
+
+
+def test_the_api_starts_reads_and_refuses_what_the_state_does_not_allow(researcher, deployed, make_loop):
+    from rest_framework.test import APIClient
+
+    loop = make_loop()
+    api = APIClient()
+    api.force_authenticate(researcher)
+    started = api.post(f"/api/loop/{loop.pk}/run/")
+    assert started.status_code == 201 and started.json()["state"] == "running" and len(started.json()["steps"]) == 9
+    iteration_id = started.json()["id"]
+    assert api.get(f"/api/loop/iterations/{iteration_id}/").json()["steps"][0]["kind"] == "rm_helpfulness"
+    assert [row["id"] for row in api.get("/api/loop/iterations/").json()] == [iteration_id]
+    refused = api.post(f"/api/loop/iterations/{iteration_id}/retry/")
+    assert refused.status_code == 409 and "only a failed iteration can be retried" in refused.json()["message"]
+    assert api.post(f"/api/loop/iterations/{iteration_id}/cancel/").json()["state"] == "cancelled"
+    assert api.post(f"/api/loop/iterations/{iteration_id}/cancel/").status_code == 409
