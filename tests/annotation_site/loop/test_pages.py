@@ -82,8 +82,8 @@ def test_the_iteration_page_shows_the_gates_numbers_and_offers_retry_only_when_f
     assert "win rate 0.250 (need 0.50; 1/0/3 wins/ties/losses)" in page and "0.250 → 0.500" in page
     assert "Retry from the failed step" in page and "Cancel the iteration" not in page
     assert "Step 0 failed: boom" in page and f"/loop/iterations/{iteration.pk}/retry/" in page
-    listing = client.get("/loop/").content.decode()
-    assert f'href="/loop/iterations/{iteration.pk}/"' in listing and "Step 0 failed: boom" in listing
+    for listing in (client.get("/loop/").content.decode(), client.get("/runs/").content.decode()):  # the dashboard too
+        assert f'href="/loop/iterations/{iteration.pk}/"' in listing and "Step 0 failed: boom" in listing
 
 
 def test_run_now_twice_is_refused_while_an_iteration_runs(client, researcher, deployed, make_loop):
