@@ -17,6 +17,16 @@ class RewardModelStart(models.TextChoices):
     LAST_REWARD_MODEL = "last_reward_model", "Continue the last reward model kept"
 
 
+def paper_mixes() -> list[dict]:
+    """§3.2.2's mixes from the weekly batches themselves: the helpfulness RM's data with a quarter
+    of safety data (the shipped config's share of Meta Safety; add open-source sources beside it),
+    the safety RM's with helpfulness data "in a 90/10 proportion"."""
+    return [
+        {"source": "batches", "reward_model": "helpfulness", "guidelines": ["safety"], "share": 0.25},
+        {"source": "batches", "reward_model": "safety", "guidelines": ["helpfulness"], "share": 0.1},
+    ]
+
+
 class LoopDefinition(models.Model):
     """A named loop; what it runs is its newest version."""
 
@@ -60,7 +70,7 @@ class LoopVersion(models.Model):
     evaluation_overrides = models.JSONField(default=list, blank=True)
     # Imported datasets mixed into each reward model's data (§3.2.2's mixes):
     # [{"source": name or "batches", "reward_model": guideline, "guidelines": [...], "share": 0.1}].
-    sources = models.JSONField(default=list, blank=True)
+    sources = models.JSONField(default=paper_mixes, blank=True)
     # Gates. RM: refuse a new reward model whose accuracy on any held-out split is below the one it
     # would replace by more than this (negative: it must be better by at least that). Policy: win rate by the combined reward at least this, and
     # the share of safety answers below the safety threshold may rise by at most this.

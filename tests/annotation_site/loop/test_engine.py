@@ -3,13 +3,17 @@ stops the iteration and a retry reruns it, a cancel cancels the running step's r
 refuse what they must (thresholds no output can meet)."""
 from __future__ import annotations
 
+import json
+
 import pytest
+import yaml
 
 from annotation_site.errors import Conflict
 from annotation_site.generation.models import Checkpoint, CheckpointKind
 from annotation_site.loop.models import IterationState, LoopIteration, StepKind, StepState, Trigger
 from annotation_site.loop.services.definitions import loop_version_save
 from annotation_site.loop.services.iterations import iteration_cancel, iteration_retry, iteration_start
+from annotation_site.runs import artifacts
 from annotation_site.runs.models import Recipe, RunStatus
 from tests.annotation_site.loop.conftest import TINY_REJECTION_SAMPLING, TINY_SFT, drive, step_states, tiny_values
 from tests.annotation_site.runs.conftest import TINY_REWARD_MODEL
@@ -41,6 +45,11 @@ def test_a_failed_step_stops_the_iteration_a_retry_reruns_it_and_a_cancel_cancel
     assert retried.state == StepState.SUCCEEDED and retried.attempts == 2 and retried.run != failed.run
     assert retried.run.checkpoint.kind == CheckpointKind.REWARD_MODEL
     assert retried.result["checkpoint"] == retried.run.checkpoint.name
+    # The paper's mix (the default): all helpfulness data, a quarter of the mix safety data.
+    data = yaml.safe_load(retried.run.config_text)["data"]
+    assert [(s["name"], s["guidelines"], s.get("share")) for s in data] == [
+        ("2026-W48", ["helpfulness"], None), ("2026-W48-mix0", ["safety"], 0.25)]
+    assert "2026-W48-mix0" in json.loads((artifacts.run_paths(retried.run).out / "data.json").read_text())["rows_per_source"]
     safety = iteration.steps.get(kind=StepKind.REWARD_MODEL_SAFETY)
     assert safety.state == StepState.RUNNING and safety.run.status == RunStatus.QUEUED
 
