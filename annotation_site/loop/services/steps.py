@@ -96,8 +96,9 @@ def reward_model_data(iteration: LoopIteration, guideline: str) -> list[dict]:
     return data
 
 
-def held_out_data(iteration: LoopIteration, guideline: str | None = None) -> list[dict]:
-    """Every batch so far (their held-out splits, or prompts), optionally of one guideline."""
+def batch_sources(iteration: LoopIteration, guideline: str | None = None) -> list[dict]:
+    """Every batch so far, optionally one guideline's rows: the recipes read their prompts (rejection
+    sampling, PPO: the training split) or their held-out splits (the evaluations) from them."""
     extra = {"guidelines": [guideline]} if guideline else {}
     return [{"path": str(batch_folder(batch).resolve()), "name": batch.week, **extra} for batch in batches_so_far(iteration)]
 
@@ -180,7 +181,7 @@ def step_start(step: LoopStep) -> str:
             return StepState.SKIPPED
         step.run = _launch(step, recipe=Recipe.EVALUATE_REWARD_MODEL, config_name="evaluate_reward_model.yaml",
                            overrides=version.reward_model_evaluation_overrides, base_checkpoint=new, compare_with=[old],
-                           data=held_out_data(iteration, guideline))
+                           data=batch_sources(iteration, guideline))
         step.result = {"new": new.name, "old": old.name}
         return StepState.RUNNING
     if kind == StepKind.REJECTION_SAMPLING:
@@ -188,22 +189,22 @@ def step_start(step: LoopStep) -> str:
             loop_steps__iteration__definition=iteration.definition, loop_steps__iteration__number__lt=iteration.number,
             loop_steps__kind=StepKind.REJECTION_SAMPLING, status=RunStatus.SUCCEEDED,
         ).distinct().order_by("pk"))
+        pools = [run for run in pools if artifacts.pool_path(run)]
         step.run = _launch(step, recipe=Recipe.REJECTION_SAMPLING, config_name=version.rejection_sampling_config,
                            overrides=version.rejection_sampling_overrides, base_checkpoint=iteration.baseline_checkpoint,
-                           data=held_out_data(iteration), previous_pools=[run for run in pools if artifacts.pool_path(run)],
-                           **_reward_models(iteration))
+                           data=batch_sources(iteration), previous_pools=pools, **_reward_models(iteration))
         step.result = {"pooled_with_runs": [run.pk for run in pools]}
         return StepState.RUNNING
     if kind == StepKind.PPO:
         start = _step_run(iteration, StepKind.REJECTION_SAMPLING).checkpoint
         step.run = _launch(step, recipe=Recipe.PPO, config_name=version.ppo_config, overrides=version.ppo_overrides,
-                           base_checkpoint=start, data=held_out_data(iteration), **_reward_models(iteration))
+                           base_checkpoint=start, data=batch_sources(iteration), **_reward_models(iteration))
         return StepState.RUNNING
     if kind == StepKind.EVALUATION:
         iteration.policy_checkpoint = _policy(iteration)
         step.run = _launch(step, recipe=Recipe.EVALUATE_POLICY, config_name=version.evaluation_config,
                            overrides=version.evaluation_overrides, base_checkpoint=iteration.policy_checkpoint,
-                           compare_with=[iteration.baseline_checkpoint], data=held_out_data(iteration),
+                           compare_with=[iteration.baseline_checkpoint], data=batch_sources(iteration),
                            **_reward_models(iteration))
         return StepState.RUNNING
     if kind == StepKind.POLICY_GATE:

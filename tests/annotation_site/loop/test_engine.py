@@ -94,6 +94,20 @@ def test_the_policy_gate_stops_a_policy_that_cannot_reach_the_win_rate(make_loop
     assert iteration.policy_checkpoint.kind == CheckpointKind.REJECTION_SAMPLING
     assert iteration.baseline_checkpoint == deployed.checkpoint and iteration.canary_deployment is None
 
+    # The next iteration gates its reward models against these and pools this one's best answers.
+    second = drive(iteration_start(definition=loop, trigger=Trigger.MANUAL, started_by=researcher),
+                   stop=lambda it: it.steps.filter(kind=StepKind.REJECTION_SAMPLING, run__isnull=False).exists())
+    for kind in (StepKind.GATE_HELPFULNESS, StepKind.GATE_SAFETY):
+        gate = second.steps.get(kind=kind)
+        assert gate.state == StepState.SUCCEEDED and gate.run.recipe == Recipe.EVALUATE_REWARD_MODEL
+        assert gate.result["old"] in (helpfulness.name, iteration.safety_reward_model.name)
+        assert gate.result["passed"] == all(split["drop"] <= gate.result["threshold"] for split in gate.result["splits"].values())
+    sampling = second.steps.get(kind=StepKind.REJECTION_SAMPLING)
+    first_sampling = iteration.steps.get(kind=StepKind.REJECTION_SAMPLING).run
+    assert sampling.result["pooled_with_runs"] == [first_sampling.pk]
+    assert yaml.safe_load(sampling.run.config_text)["previous_pools"] == [str(artifacts.pool_path(first_sampling))]
+    iteration_cancel(iteration=second, actor=researcher)
+
 
 def test_the_reward_model_gate_keeps_the_reward_model_in_use_when_the_new_one_is_not_better_enough(
     make_loop, researcher, chat_checkpoint, deployed, batch, enqueued, settings, tiny_model_dir
