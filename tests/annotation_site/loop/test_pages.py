@@ -2,6 +2,8 @@
 steps shown before they run, the schedule kept in beat, the iteration page's numbers and buttons."""
 from __future__ import annotations
 
+import json
+
 import pytest
 from django_celery_beat.models import PeriodicTask
 
@@ -122,3 +124,25 @@ def test_the_api_starts_reads_and_refuses_what_the_state_does_not_allow(research
     assert refused.status_code == 409 and "only a failed iteration can be retried" in refused.json()["message"]
     assert api.post(f"/api/loop/iterations/{iteration_id}/cancel/").json()["state"] == "cancelled"
     assert api.post(f"/api/loop/iterations/{iteration_id}/cancel/").status_code == 409
+
+
+def test_an_edit_in_the_admin_saves_a_new_version(client, chat_checkpoint, make_loop):
+    from django.contrib.auth import get_user_model
+
+    loop = make_loop()
+    version = loop.current_version
+    client.force_login(get_user_model().objects.create_superuser(username="root", password="pw-123456"))
+    page = client.get(f"/admin/loop/loopversion/{version.pk}/change/")
+    assert page.status_code == 200
+    form = page.context["adminform"].form
+    data = {}
+    for name in form.fields:  # the form as the browser would send it back (JSON fields as text, unticked boxes left out)
+        value = form[name].value()
+        if value is None or value is False:
+            continue
+        data[name] = json.dumps(value) if isinstance(value, list | dict) else value
+    saved = client.post(f"/admin/loop/loopversion/{version.pk}/change/", data | {"min_win_rate": "0.7"})
+
+    assert saved.status_code == 302
+    assert list(loop.versions.values_list("number", "min_win_rate")) == [(2, 0.7), (1, 0.5)]
+    assert client.get("/admin/loop/loopiteration/").status_code == 200
