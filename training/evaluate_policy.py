@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import sys
 import time
 from collections.abc import Sequence
@@ -43,6 +44,7 @@ from training.config import ConfigError, parse_args
 from training.prompts import Prompt, load_prompts
 from training.rejection_sampling import _pick_engine, _sample
 from training.rewards import SAFETY_THRESHOLD
+from training.resume import save_state
 from training.run_folder import RunFolder
 
 logger = logging.getLogger("training")
@@ -214,7 +216,7 @@ def evaluate(config: Config, judge_engine=None) -> Path:
                             n=1, seed=config.seed)
     judging = judge_engine is not None or config.judge_url is not None
 
-    with RunFolder(config.out, overwrite=config.overwrite) as run:
+    with RunFolder(config.out, overwrite=config.overwrite, config=config) as run:
         run.save_config(config)
         metrics_path = run.tmp / "metrics.jsonl"
         run.write_json("data.json", {
@@ -229,9 +231,15 @@ def evaluate(config: Config, judge_engine=None) -> Path:
             with metrics_path.open("a") as file:
                 file.write(json.dumps({"step": step, **row}) + "\n")
 
-        # 2. Every checkpoint answers every prompt.
+        # 2. Every checkpoint answers every prompt; the answers are saved after each checkpoint, so
+        # a run whose worker died samples only the checkpoints it had not finished (training/resume.py).
         answers: dict[str, list] = {}
+        if run.resumed is not None:
+            answers = pickle.loads((run.resumed.path / "answers.pickle").read_bytes())
+            step = len(answers)
         for label, path in zip(labels, versions):
+            if label in answers:
+                continue
             started = time.perf_counter()
             completions = _sample(Path(path), prompts, params, engine, config, run.tmp / f"vllm-{len(answers) + 1}.log",
                                   desc=f"sampling {label}")
@@ -240,6 +248,7 @@ def evaluate(config: Config, judge_engine=None) -> Path:
             step += 1
             record({"stage": "sampling", "version": label, "answers": len(prompts), "seconds": seconds,
                     "answers_per_s": len(prompts) / max(seconds, 1e-9)})
+            save_state(config.out, step, lambda folder: (folder / "answers.pickle").write_bytes(pickle.dumps(answers)))
 
         # 3. Both reward models score every answer.
         from training.scoring import RewardScorer

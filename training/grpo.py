@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from training.run_folder import (
     accumulation_steps,
     plot_loss_curve,
     precision_args,
+    state_saving_args,
     read_metrics,
     with_resolved_precision,
 )
@@ -78,6 +80,11 @@ class Config:
     bf16: bool | None = None
     seed: int = 42
     logging_steps: int = 1
+    # Save a resumable state (model, optimizer, scheduler, RNG, data position) every this many
+    # optimizer steps into `<out>.resume/`, so a run whose worker died continues from the newest
+    # (training/resume.py); 0: never. Not from the paper: a save costs about three model sizes of
+    # disk writes (weights and AdamW's two moments), so every 100 steps keeps it a small share.
+    save_state_every: int = 100
     overwrite: bool = False
     # Extra GRPOConfig settings, for what this file does not name.
     trainer_args: dict = field(default_factory=dict)
@@ -97,7 +104,7 @@ TUNABLE_KEYS = frozenset({
     "safety_threshold", "num_generations", "kl_beta", "learning_rate", "adam_betas", "adam_eps",
     "weight_decay", "max_grad_norm", "clip_range", "batch_size", "per_device_batch_size",
     "max_steps", "max_new_tokens", "temperature", "scoring_batch_size", "gradient_checkpointing",
-    "bf16", "seed", "logging_steps",
+    "bf16", "seed", "logging_steps", "save_state_every",
 })
 
 
@@ -116,8 +123,11 @@ class CombinedReward:
         return [float(value) for value in self.reward_fn(prompts, responses, guideline)]
 
 
-def train(config: Config, reward_fn: RewardFunction | None = None) -> Path:
-    """Run GRPO as `config` says; returns the finished policy checkpoint folder."""
+def train(config: Config, reward_fn: RewardFunction | None = None, callbacks: Sequence = ()) -> Path:
+    """Run GRPO as `config` says; returns the finished policy checkpoint folder.
+
+    `callbacks`: more TrainerCallbacks (the tests stop a run midway with one, to resume it).
+    """
     from accelerate import PartialState
     from datasets import Dataset
     from transformers import AutoTokenizer
@@ -133,7 +143,7 @@ def train(config: Config, reward_fn: RewardFunction | None = None) -> Path:
     prompts = load_prompts(config.data, seed=config.seed)
     config = with_resolved_precision(config)
 
-    with RunFolder(config.out, overwrite=config.overwrite, is_main_process=state.is_main_process) as run:
+    with RunFolder(config.out, overwrite=config.overwrite, is_main_process=state.is_main_process, config=config) as run:
         run.save_config(config)
         tokenizer = AutoTokenizer.from_pretrained(config.model)
         if tokenizer.chat_template is None:
@@ -145,7 +155,6 @@ def train(config: Config, reward_fn: RewardFunction | None = None) -> Path:
             )
         dataset = Dataset.from_list([{"prompt": prompt.chat, "guideline": prompt.guideline or "helpfulness"} for prompt in prompts])
         args = GRPOConfig(
-            output_dir=str(run.tmp),
             max_steps=config.max_steps,
             learning_rate=config.learning_rate,
             lr_scheduler_type="constant",
@@ -167,7 +176,7 @@ def train(config: Config, reward_fn: RewardFunction | None = None) -> Path:
             seed=config.seed,
             data_seed=config.seed,
             logging_steps=config.logging_steps,
-            save_strategy="no",
+            **state_saving_args(run, config.save_state_every),
             report_to="none",
             **precision_args(config.bf16),
             **config.trainer_args,
@@ -179,10 +188,10 @@ def train(config: Config, reward_fn: RewardFunction | None = None) -> Path:
             args=args,
             train_dataset=dataset,
             processing_class=tokenizer,
-            callbacks=[MetricsFile(metrics_path)],
+            callbacks=[MetricsFile(metrics_path), *callbacks],
         )
         logger.info("GRPO on %d prompts, %d answers per prompt, %d steps", len(prompts), config.num_generations, config.max_steps)
-        trainer.train()
+        trainer.train(resume_from_checkpoint=run.resume_checkpoint)
         trainer.save_model(str(run.tmp))
         if state.is_main_process:
             plot_loss_curve(read_metrics(metrics_path), run.tmp / "loss_curve.png", "GRPO")

@@ -64,6 +64,7 @@ from training.ppo_math import (
     response_mask,
 )
 from training.prompts import Prompt, load_prompts
+from training.resume import rng_state, save_state, set_rng_state
 from training.rewards import SAFETY_THRESHOLD, whiten
 from training.run_folder import RunFolder, with_resolved_precision
 from training.scoring import RewardFunction, RewardScorer
@@ -138,6 +139,11 @@ class Config:
     plot_every: int = 10
     # Answers per iteration written to samples.jsonl, to read what the policy is learning.
     samples_per_iteration: int = 4
+    # Save a resumable state (policy, critic, optimizer, RNG of every process, iteration, history)
+    # every this many iterations into `<out>.resume/`, so a run whose worker died continues from
+    # the newest (training/resume.py); 0: never. Not from the paper: an iteration takes minutes and
+    # a state is two models and AdamW's moments, so every 10 risks little work for little disk time.
+    save_state_every: int = 10
     # Replace an existing `out` folder instead of refusing to.
     overwrite: bool = False
 
@@ -169,7 +175,7 @@ TUNABLE_KEYS = frozenset({
     "max_grad_norm", "clip_range", "value_clip_range", "gamma", "lam", "whiten_advantages",
     "max_prompt_length", "max_new_tokens", "temperature", "top_p", "generation_batch_size",
     "forward_batch_size", "micro_batch_size", "scoring_batch_size", "gradient_checkpointing",
-    "bf16", "seed", "plot_every", "samples_per_iteration",
+    "bf16", "seed", "plot_every", "samples_per_iteration", "save_state_every",
 })
 
 
@@ -220,7 +226,7 @@ def train(config: Config, reward_fn: RewardFunction | None = None) -> Path:
     prompts = load_prompts(config.data, seed=config.seed)
     set_seed(config.seed, device_specific=True)
 
-    with RunFolder(config.out, overwrite=config.overwrite, is_main_process=accelerator.is_main_process) as run:
+    with RunFolder(config.out, overwrite=config.overwrite, is_main_process=accelerator.is_main_process, config=config) as run:
         run.save_config(config)
         logger.info("PPO on %d prompts, %d processes, %d iterations of %d", len(prompts), processes,
                     config.iterations, config.batch_size)
@@ -267,7 +273,13 @@ def train(config: Config, reward_fn: RewardFunction | None = None) -> Path:
         metrics_path, samples_path = run.tmp / "metrics.jsonl", run.tmp / "samples.jsonl"
         history: list[dict] = []
         prompt_stream = _prompt_batches(prompts, config.batch_size, seed=config.seed)
-        progress = tqdm(range(1, config.iterations + 1), desc="PPO", unit="it", disable=not accelerator.is_main_process)
+        done = 0
+        if run.resumed is not None:
+            done, history = _load_state(run.resumed.path, unwrapped, optimizer, rank)
+            for _ in range(done):  # the prompt batches the iterations done already took
+                next(prompt_stream)
+        progress = tqdm(range(done + 1, config.iterations + 1), desc="PPO", unit="it", disable=not accelerator.is_main_process,
+                        initial=done, total=config.iterations)
         for iteration in progress:
             started = time.perf_counter()
             batch_prompts = next(prompt_stream)[rank * local_batch : (rank + 1) * local_batch]
@@ -400,6 +412,8 @@ def train(config: Config, reward_fn: RewardFunction | None = None) -> Path:
                     plot_curves(history, run.tmp / "curves.png")
                 logger.debug("metrics %s", row)
             progress.set_postfix(reward=f"{row['reward']:.3f}", kl=f"{row['kl']:.3f}", len=f"{row['response_length']:.0f}")
+            if config.save_state_every and iteration % config.save_state_every == 0 and iteration < config.iterations:
+                _save_state(config.out, iteration, history, unwrapped, optimizer, accelerator)
 
         # The finished policy, saved like any chat checkpoint so it can be registered and served.
         accelerator.wait_for_everyone()
@@ -409,6 +423,32 @@ def train(config: Config, reward_fn: RewardFunction | None = None) -> Path:
         run.write_json("eval.json", summarize(history))
         logger.info("PPO done: reward %.3f -> %.3f, KL %.3f", history[0]["reward"], history[-1]["reward"], history[-1]["kl"])
         return run.finish()
+
+
+def _save_state(out: str, iteration: int, history: list[dict], unwrapped: PolicyAndCritic, optimizer, accelerator) -> None:
+    """Everything the next iterations depend on, written atomically (training/resume.py): both
+    models, the optimizer's moments, every process's RNG states (generation samples from them), the
+    iteration and the metrics so far; the prompt stream is replayed from its seed."""
+    from accelerate.utils import gather_object
+
+    rng_states = gather_object([rng_state()])  # one per process, in rank order
+    if accelerator.is_main_process:
+        def write(folder: Path) -> None:
+            torch.save({"model": unwrapped.state_dict(), "optimizer": optimizer.state_dict()}, folder / "model.pt")
+            torch.save({"iteration": iteration, "history": history, "rng": rng_states}, folder / "progress.pt")
+
+        save_state(out, iteration, write)
+    accelerator.wait_for_everyone()
+
+
+def _load_state(folder: Path, unwrapped: PolicyAndCritic, optimizer, rank: int) -> tuple[int, list[dict]]:
+    """Put a saved state back (into the prepared models and optimizer); returns (iteration, history)."""
+    weights = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
+    unwrapped.load_state_dict(weights["model"])
+    optimizer.load_state_dict(weights["optimizer"])
+    progress = torch.load(folder / "progress.pt", weights_only=False)  # our own file: RNG states are tuples
+    set_rng_state(progress["rng"][rank])
+    return progress["iteration"], progress["history"]
 
 
 def summarize(history: list[dict]) -> dict:

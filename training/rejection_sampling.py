@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import subprocess
 import sys
 import time
@@ -42,6 +43,7 @@ from training.config import ConfigError, build_config, parse_args, save_config
 from training.data import read_sft_file
 from training.prompts import Prompt, load_prompts
 from training.rewards import SAFETY_THRESHOLD
+from training.resume import rng_state, save_state, set_rng_state
 from training.run_folder import RunFolder
 from training.scoring import RewardFunction, RewardScorer
 
@@ -94,6 +96,11 @@ class Config:
     generation_batch_size: int = 32
     scoring_batch_size: int = 16
     seed: int = 42
+    # Save a resumable state (the pool, the iteration, the policy it reached, RNG states) every this
+    # many iterations into `<out>.resume/`, so a run whose worker died continues after the last
+    # saved iteration (an interrupted iteration is done again); 0: never. An iteration is long and
+    # its checkpoint is in the run folder already, so the state is small: every iteration.
+    save_state_every: int = 1
     # Replace an existing `out` folder instead of refusing to.
     overwrite: bool = False
 
@@ -120,7 +127,7 @@ class Config:
 TUNABLE_KEYS = frozenset({
     "safety_threshold", "iterations", "samples_per_prompt", "temperature", "top_p",
     "max_new_tokens", "prompts_per_iteration", "finetune_from", "engine", "generation_batch_size",
-    "scoring_batch_size", "seed",
+    "scoring_batch_size", "seed", "save_state_every",
     *(f"sft.{key}" for key in sft.TUNABLE_KEYS),
 })
 
@@ -156,21 +163,24 @@ def train(config: Config, reward_fn: RewardFunction | None = None) -> Path:
     params = SamplingParams(temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_new_tokens,
                             n=config.samples_per_prompt, seed=config.seed)
 
-    with RunFolder(config.out, overwrite=config.overwrite) as run:
+    with RunFolder(config.out, overwrite=config.overwrite, config=config) as run:
         run.save_config(config)
         pool_path, samples_path, metrics_path = run.tmp / "pool.jsonl", run.tmp / "samples.jsonl", run.tmp / "metrics.jsonl"
         pool = [row for path in config.previous_pools for row in read_sft_file(Path(path), default_source=Path(path).parent.name)]
         logger.info("rejection sampling: %d prompts, K=%d, T=%.2f, %s engine, %d pooled answers from earlier runs",
                     len(prompts), config.samples_per_prompt, config.temperature, engine, len(pool))
         policy = Path(config.model)
+        history: list[dict] = []
+        done = 0
+        if run.resumed is not None:
+            done, pool, history, policy = _load_state(run.resumed.path, run.tmp)
 
         def final_path(path: Path) -> str:
             """Where a checkpoint written during the run will be once the run folder is renamed."""
             return str(path).replace(str(run.tmp), str(run.out), 1)
 
-        history: list[dict] = []
         per_iteration = config.prompts_per_iteration or len(prompts)
-        for iteration in range(1, config.iterations + 1):
+        for iteration in range(done + 1, config.iterations + 1):
             started = time.perf_counter()
             offset = (iteration - 1) * per_iteration
             batch = [prompts[(offset + i) % len(prompts)] for i in range(min(per_iteration, len(prompts)))]
@@ -272,6 +282,8 @@ def train(config: Config, reward_fn: RewardFunction | None = None) -> Path:
             logger.info("iteration %d: best of %d %.3f vs single sample %.3f (gap %.3f), pool %d",
                         iteration, config.samples_per_prompt, row["mean_best_reward"], row["mean_single_reward"],
                         row["best_minus_single"], len(pool))
+            if config.save_state_every and iteration % config.save_state_every == 0 and iteration < config.iterations:
+                _save_state(config.out, iteration, pool, history, policy.relative_to(run.tmp))
 
         # The last iteration's policy becomes the run's checkpoint, beside the pool it was trained on.
         _copy_checkpoint(policy, run.tmp)
@@ -279,6 +291,33 @@ def train(config: Config, reward_fn: RewardFunction | None = None) -> Path:
         run.write_json("eval.json", {"iterations": [{key: row[key] for key in (
             "iteration", "mean_best_reward", "mean_single_reward", "best_minus_single", "pool_size")} for row in history]})
         return run.finish()
+
+
+def _save_state(out: str, iteration: int, pool: list[dict], history: list[dict], policy: Path) -> None:
+    """The pool of best answers, the metrics so far, the policy reached (its folder inside the run
+    folder, which a resumed run keeps) and the RNG states, written atomically (training/resume.py)."""
+    def write(folder: Path) -> None:
+        _write_jsonl(folder / "pool.jsonl", pool)
+        (folder / "progress.json").write_text(json.dumps({"iteration": iteration, "history": history, "policy": str(policy)}))
+        torch.save(rng_state(), folder / "rng.pt")
+
+    save_state(out, iteration, write)
+
+
+def _load_state(folder: Path, run_folder: Path) -> tuple[int, list[dict], list[dict], Path]:
+    """(iterations done, pool, history, policy) of a saved state; the iterations after it, which
+    its run left half done, are cleared to be done again."""
+    progress = json.loads((folder / "progress.json").read_text())
+    policy = run_folder / progress["policy"]
+    if not policy.is_dir():
+        raise FileNotFoundError(f"the saved state {folder} continues from {policy}, which is gone; delete {folder.parent} "
+                                "to start the run over")
+    for iteration_dir in (run_folder / "iterations").glob("*"):
+        if iteration_dir.name.isdigit() and int(iteration_dir.name) > progress["iteration"]:
+            shutil.rmtree(iteration_dir)
+    set_rng_state(torch.load(folder / "rng.pt", weights_only=False))  # our own file: RNG states are tuples
+    pool = [json.loads(line) for line in (folder / "pool.jsonl").read_text().splitlines()]
+    return progress["iteration"], pool, progress["history"], policy
 
 
 def plot_best_of_n(history: list[dict], path: Path) -> Path:

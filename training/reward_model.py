@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -33,6 +34,7 @@ from training.run_folder import (
     accumulation_steps,
     plot_loss_curve,
     precision_args,
+    state_saving_args,
     read_metrics,
     train_summary,
     warmup_steps,
@@ -83,6 +85,11 @@ class Config:
     # Stop after this many optimizer steps (-1: run the epochs); for smoke runs and benchmarks.
     max_steps: int = -1
     logging_steps: int = 1
+    # Save a resumable state (model, optimizer, scheduler, RNG, data position) every this many
+    # optimizer steps into `<out>.resume/`, so a run whose worker died continues from the newest
+    # (training/resume.py); 0: never. Not from the paper: a save costs about three model sizes of
+    # disk writes (weights and AdamW's two moments), so every 100 steps keeps it a small share.
+    save_state_every: int = 100
     eval_batch_size: int = 16
     # Replace an existing `out` folder instead of refusing to.
     overwrite: bool = False
@@ -96,13 +103,16 @@ class Config:
 TUNABLE_KEYS = frozenset({
     "margin_table", "epochs", "learning_rate", "min_lr_ratio", "warmup_ratio", "warmup_min_steps",
     "batch_size", "per_device_batch_size", "max_length", "weight_decay", "gradient_checkpointing",
-    "bf16", "seed", "max_steps", "logging_steps", "eval_batch_size",
+    "bf16", "seed", "max_steps", "logging_steps", "save_state_every", "eval_batch_size",
 })
 
 
 
-def train(config: Config) -> Path:
-    """Train a reward model as `config` says; returns the finished checkpoint folder."""
+def train(config: Config, callbacks: Sequence = ()) -> Path:
+    """Train a reward model as `config` says; returns the finished checkpoint folder.
+
+    `callbacks`: more TrainerCallbacks (the tests stop a run midway with one, to resume it).
+    """
     import torch
     from accelerate import PartialState
     from datasets import Dataset
@@ -114,7 +124,7 @@ def train(config: Config) -> Path:
     sources = parse_sources(config.data)
     state = PartialState()
     config = with_resolved_precision(config)
-    with RunFolder(config.out, overwrite=config.overwrite, is_main_process=state.is_main_process) as run:
+    with RunFolder(config.out, overwrite=config.overwrite, is_main_process=state.is_main_process, config=config) as run:
         run.save_config(config)
 
         # Data: the mix to train on and the held-out split of every source.
@@ -133,7 +143,6 @@ def train(config: Config) -> Path:
         # Trainer: the paper's optimisation settings, on whatever accelerate launched us on.
         accumulation = accumulation_steps(config.batch_size, config.per_device_batch_size)
         args = RewardConfig(
-            output_dir=str(run.tmp),
             num_train_epochs=config.epochs,
             max_steps=config.max_steps,
             learning_rate=config.learning_rate,
@@ -147,7 +156,7 @@ def train(config: Config) -> Path:
             seed=config.seed,
             data_seed=config.seed,
             logging_steps=config.logging_steps,
-            save_strategy="no",
+            **state_saving_args(run, config.save_state_every),
             report_to="none",
             **precision_args(config.bf16),
             **config.trainer_args,
@@ -159,7 +168,7 @@ def train(config: Config) -> Path:
             args=args,
             train_dataset=dataset,
             processing_class=tokenizer,
-            callbacks=[metrics_file],
+            callbacks=[metrics_file, *callbacks],
         )
         too_long = len(dataset) - len(trainer.train_dataset)
         if too_long:
@@ -187,7 +196,7 @@ def train(config: Config) -> Path:
             len(trainer.train_dataset), total_steps, data_report["pairs_per_step"], trainer.args.warmup_steps, config.margin_table,
         )
 
-        trainer.train()
+        trainer.train(resume_from_checkpoint=run.resume_checkpoint)
         trainer.save_model(str(run.tmp))
 
         if state.is_main_process:

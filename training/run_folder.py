@@ -4,6 +4,10 @@ A run writes into `<out>.tmp/` and renames it to `<out>/` only once the checkpoi
 `metrics.jsonl` and `eval.json` are all in place. A run that raises renames its folder to
 `<out>.failed/` with `error.txt` (the traceback) beside its `train.log`, so the platform and a
 person can both see that it failed and why; `<out>/` never exists for it.
+
+A run given its config resumes from a state it saved earlier (training/resume.py): it keeps the
+folder its earlier attempt wrote, `<out>.tmp/` or `<out>.failed/`, with the rows of its step logs
+(STEP_LOGS) past the resumed step dropped: they are done again, and each step keeps one row.
 """
 from __future__ import annotations
 
@@ -20,27 +24,44 @@ import torch
 from transformers import TrainerCallback
 
 from training.config import save_config
+from training.resume import SavedState, discard_states, find_state, record_resume, resume_folder
 
 logger = logging.getLogger("training")
+
+# The files with one row per step (`step` or `iteration`), cut back to the resumed step on resume.
+STEP_LOGS = ("metrics.jsonl", "samples.jsonl")
 
 
 class RunFolder:
     """Context manager around a run: `<out>.tmp` while working, `<out>` when done, `<out>.failed` on error."""
 
-    def __init__(self, out: str | Path, *, overwrite: bool = False, is_main_process: bool = True):
+    def __init__(self, out: str | Path, *, overwrite: bool = False, is_main_process: bool = True,
+                 config: Any = None):
         self.out = Path(out)
         self.tmp = self.out.with_name(self.out.name + ".tmp")
         self.failed = self.out.with_name(self.out.name + ".failed")
         self.overwrite = overwrite
         self.is_main_process = is_main_process
+        # With the run's config, a state it saved earlier is resumed (training/resume.py).
+        self.config = config
+        self.resume = resume_folder(self.out)
+        self.resumed: SavedState | None = None
         self._log_handler: logging.Handler | None = None
 
     def __enter__(self) -> RunFolder:
         if self.out.exists() and not self.overwrite:
             raise FileExistsError(f"{self.out} already exists; choose another `out` or set overwrite=true")
+        note = ""
+        if self.config is not None:
+            self.resumed, note = find_state(self.out, self.config, is_main_process=self.is_main_process)
         if self.is_main_process:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            self.tmp.mkdir(parents=True)
+            if self.resumed is None:
+                shutil.rmtree(self.tmp, ignore_errors=True)
+            else:
+                self._keep_earlier_attempt(self.resumed.step)
+            self.tmp.mkdir(parents=True, exist_ok=True)
+            if self.resumed is not None:
+                record_resume(self.tmp, self.resumed.step)
             self._log_handler = logging.FileHandler(self.tmp / "train.log")
             self._log_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
             for name in ("training", "transformers", "trl"):
@@ -53,6 +74,8 @@ class RunFolder:
             console.setFormatter(logging.Formatter("[training] %(message)s"))
             console._training_console = True
             logger.addHandler(console)
+        if note:
+            (logger.info if self.resumed else logger.warning)(note)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
@@ -65,6 +88,24 @@ class RunFolder:
             logger.error("logs and traceback are in %s", self.failed)
         self._close_log()
         return False
+
+    @property
+    def resume_checkpoint(self) -> str | None:
+        """The saved state to continue from, as the Trainer's `resume_from_checkpoint` takes it."""
+        return str(self.resumed.path) if self.resumed else None
+
+    def _keep_earlier_attempt(self, step: int) -> None:
+        """Take back the folder of the attempt being resumed, its step logs cut back to `step`."""
+        if not self.tmp.is_dir() and self.failed.is_dir():
+            self.failed.rename(self.tmp)
+            (self.tmp / "error.txt").unlink(missing_ok=True)
+        for name in STEP_LOGS:
+            path = self.tmp / name
+            if path.is_file():
+                kept = [row for row in read_metrics(path) if row.get("step", row.get("iteration", 0)) <= step]
+                tmp = path.with_name(path.name + ".tmp")
+                tmp.write_text("".join(json.dumps(row) + "\n" for row in kept))
+                tmp.replace(path)
 
     def save_config(self, config: Any) -> None:
         if self.is_main_process:
@@ -82,6 +123,7 @@ class RunFolder:
                 shutil.rmtree(self.out)
             self.tmp.rename(self.out)
             shutil.rmtree(self.failed, ignore_errors=True)
+            discard_states(self.out)
         return self.out
 
     def _close_log(self) -> None:
@@ -125,7 +167,14 @@ class MetricsFile(TrainerCallback):
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    """The rows of a JSONL log; a last line cut short by a kill is left out."""
+    rows = []
+    for line in path.read_text().splitlines() if path.exists() else ():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
 
 
 def train_summary(metrics: list[dict[str, Any]]) -> dict[str, Any]:
@@ -205,3 +254,12 @@ def warmup_steps(total_steps: int, *, ratio: float = 0.03, minimum: int = 5) -> 
     import math
 
     return min(max(minimum, math.ceil(ratio * total_steps)), max(total_steps - 1, 0))
+
+
+def state_saving_args(run: RunFolder, save_state_every: int) -> dict[str, Any]:
+    """TrainingArguments that make the Trainer save a resumable state (model, optimizer, scheduler,
+    RNG, data position) every `save_state_every` steps into the run's `<out>.resume/`, keeping the
+    newest only (0: never); `trainer.train(resume_from_checkpoint=run.resume_checkpoint)` continues."""
+    if save_state_every <= 0:
+        return {"output_dir": str(run.resume), "save_strategy": "no"}
+    return {"output_dir": str(run.resume), "save_strategy": "steps", "save_steps": save_state_every, "save_total_limit": 1}

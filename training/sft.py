@@ -22,6 +22,7 @@ import logging
 import math
 import random
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from training.run_folder import (
     accumulation_steps,
     plot_loss_curve,
     precision_args,
+    state_saving_args,
     read_metrics,
     train_summary,
     warmup_steps,
@@ -78,6 +80,11 @@ class Config:
     # Stop after this many optimizer steps (-1: run the epochs); for smoke runs and benchmarks.
     max_steps: int = -1
     logging_steps: int = 1
+    # Save a resumable state (model, optimizer, scheduler, RNG, data position) every this many
+    # optimizer steps into `<out>.resume/`, so a run whose worker died continues from the newest
+    # (training/resume.py); 0: never. Not from the paper: a save costs about three model sizes of
+    # disk writes (weights and AdamW's two moments), so every 100 steps keeps it a small share.
+    save_state_every: int = 100
     # Replace an existing `out` folder instead of refusing to.
     overwrite: bool = False
     # Extra SFTConfig (transformers TrainingArguments) settings, for what this file does not name.
@@ -90,7 +97,7 @@ class Config:
 TUNABLE_KEYS = frozenset({
     "epochs", "learning_rate", "min_lr_ratio", "warmup_ratio", "warmup_min_steps", "weight_decay",
     "batch_size", "per_device_batch_size", "max_length", "packing", "eval_fraction",
-    "gradient_checkpointing", "bf16", "seed", "max_steps", "logging_steps",
+    "gradient_checkpointing", "bf16", "seed", "max_steps", "logging_steps", "save_state_every",
 })
 
 
@@ -100,12 +107,11 @@ def to_prompt_completion(row: dict) -> dict:
     return {"prompt": row["messages"][:-1], "completion": row["messages"][-1:]}
 
 
-def build_trainer(config: Config, tokenizer, train_dataset, eval_dataset=None, *, output_dir: Path, callbacks=()):
+def build_trainer(config: Config, tokenizer, train_dataset, eval_dataset=None, *, run: RunFolder, callbacks=()):
     """TRL's SFTTrainer set up with the paper's settings; prompt tokens get label -100."""
     from trl import SFTConfig, SFTTrainer
 
     args = SFTConfig(
-        output_dir=str(output_dir),
         num_train_epochs=config.epochs,
         max_steps=config.max_steps,
         learning_rate=config.learning_rate,
@@ -122,7 +128,7 @@ def build_trainer(config: Config, tokenizer, train_dataset, eval_dataset=None, *
         seed=config.seed,
         data_seed=config.seed,
         logging_steps=config.logging_steps,
-        save_strategy="no",
+        **state_saving_args(run, config.save_state_every),
         eval_strategy="no",
         report_to="none",
         **precision_args(config.bf16),
@@ -138,8 +144,11 @@ def build_trainer(config: Config, tokenizer, train_dataset, eval_dataset=None, *
     )
 
 
-def train(config: Config) -> Path:
-    """Fine-tune `config.model` on the demonstrations; returns the finished checkpoint folder."""
+def train(config: Config, callbacks: Sequence = ()) -> Path:
+    """Fine-tune `config.model` on the demonstrations; returns the finished checkpoint folder.
+
+    `callbacks`: more TrainerCallbacks (the tests stop a run midway with one, to resume it).
+    """
     from accelerate import PartialState
     from datasets import Dataset
     from transformers import AutoTokenizer
@@ -147,7 +156,7 @@ def train(config: Config) -> Path:
     sources = parse_sources(config.data)
     state = PartialState()
     config = with_resolved_precision(config)
-    with RunFolder(config.out, overwrite=config.overwrite, is_main_process=state.is_main_process) as run:
+    with RunFolder(config.out, overwrite=config.overwrite, is_main_process=state.is_main_process, config=config) as run:
         run.save_config(config)
 
         rows, mix = load_sft(sources, seed=config.seed)
@@ -165,7 +174,7 @@ def train(config: Config) -> Path:
 
         metrics_path = run.tmp / "metrics.jsonl"
         metrics_file = MetricsFile(metrics_path)
-        trainer = build_trainer(config, tokenizer, train_dataset, eval_dataset, output_dir=run.tmp, callbacks=[metrics_file])
+        trainer = build_trainer(config, tokenizer, train_dataset, eval_dataset, run=run, callbacks=[metrics_file, *callbacks])
         accumulation = trainer.args.gradient_accumulation_steps
         world_size = trainer.args.world_size
         # TRL truncates instead of dropping; a sequence at the limit lost its end (or exactly fit).
@@ -193,7 +202,7 @@ def train(config: Config) -> Path:
         metrics_file.extra = {"train_demonstrations_truncated": truncated}
         logger.info("%d demonstrations, %d steps of %d", len(train_dataset), total_steps, data_report["examples_per_step"])
 
-        trainer.train()
+        trainer.train(resume_from_checkpoint=run.resume_checkpoint)
         evaluation = {}
         if eval_dataset is not None:
             evaluation = trainer.evaluate()

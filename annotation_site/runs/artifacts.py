@@ -3,19 +3,23 @@
 Layout of CHECKPOINT_ROOT/runs/<id>/: `launch.yaml` (the resolved config the recipe is started
 with), `run.log` (the recipe's stdout and stderr, every attempt) and the recipe's own output
 folder `checkpoint/`, which is `checkpoint.tmp/` while it trains and `checkpoint.failed/` (with
-error.txt) if it raised (training/run_folder.py).
+error.txt) if it raised (training/run_folder.py), and beside it `checkpoint.resume/`, the
+resumable state the recipe saves every `save_state_every` steps (training/resume.py), which a
+restarted attempt continues from and a finished run deletes.
 """
 from __future__ import annotations
 
 import json
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import yaml
 from django.conf import settings
 
 from annotation_site.runs.models import Recipe, TrainingRun
+from training.resume import last_resume, saved_step
 
 LOG_TAIL_LINES = 40
 # Plots are served by name from the run's folder; only plain PNG names qualify.
@@ -45,6 +49,15 @@ class RunPaths:
     @property
     def failed(self) -> Path:
         return self.root / "checkpoint.failed"
+
+    def saved_step(self) -> int | None:
+        """The step of the newest resumable state the recipe saved, which its next start continues from."""
+        return saved_step(self.out)
+
+    def resumed_from(self, since: datetime | None) -> int | None:
+        """The step the recipe said it resumed from (its resumes.json), if it did so at or after `since`."""
+        resume = last_resume(self.artifacts())
+        return resume[0] if resume and since and resume[1] >= since else None
 
     def artifacts(self) -> Path | None:
         """The folder holding the run's metrics and plots now: finished, in progress, or failed."""

@@ -67,6 +67,9 @@ class TrainingRun(models.Model):
     # Bookkeeping of the worker that runs it: attempts made, which worker (host:pid:task), the
     # recipe's process group (to cancel it, or kill it if its worker died), the cancel request.
     attempts = models.PositiveSmallIntegerField(default=0)
+    # The step the current attempt continued from: the newest state the recipe had saved
+    # (training/resume.py) when its worker was lost; None: it started from step 0.
+    resumed_from_step = models.PositiveIntegerField(null=True, blank=True)
     worker = models.CharField(max_length=300, blank=True, default="")
     worker_host = models.CharField(max_length=255, blank=True, default="")
     process_group = models.PositiveIntegerField(null=True, blank=True)

@@ -19,7 +19,7 @@ class RunOutputSerializer(serializers.ModelSerializer):
         fields = [
             "id", "name", "recipe", "config_name", "overrides", "config_text", "batches", "base_checkpoint", "status",
             "progress", "step", "total_steps", "output_dir", "log_path", "error", "notes", "launched_by", "checkpoint",
-            "accelerate_config", "num_processes", "attempts", "created_at", "started_at", "finished_at",
+            "accelerate_config", "num_processes", "attempts", "resumed_from_step", "created_at", "started_at", "finished_at",
         ]
 
 

@@ -9,11 +9,16 @@ a heartbeat, cancel requests. On success the checkpoint is registered through th
 
 A worker that dies mid-run leaves the run RUNNING with a heartbeat that stops moving. The next
 delivery of its task (acks_late: the broker gives the message back) or the beat watchdog finds it
-stale and *restarts* it, up to RUN_MAX_ATTEMPTS attempts, then marks it failed. Restarting is
-right because a worker dies for reasons outside the run (preemption, a container restart, the
-OOM killer taking the worker) and a recipe run again from its config gives the same result (it
-is seeded, and RunFolder discards the half-written `.tmp` folder); the bound ends a run that
-kills its worker every time instead of looping on it.
+stale and restarts it, up to RUN_MAX_ATTEMPTS attempts, then marks it failed. A restarted attempt
+*resumes*: the recipes save a resumable state every `save_state_every` steps into
+`checkpoint.resume/` beside their half-written `checkpoint.tmp/` (training/resume.py), and the
+new attempt starts the same recipe on the same launch.yaml and output folder, so the recipe finds
+that state (its config fingerprint matches) and continues from its step, keeping metrics.jsonl
+one row a step; the recipe records the resume in its folder's resumes.json, which the supervisor
+copies to `resumed_from_step` (shown on the run page; run.log has the recipe's own line).
+Without a saved state yet it starts from step 0. Restarting is right because a worker dies for
+reasons outside the run (preemption, a container restart, the OOM killer taking the worker); the
+bound ends a run that kills its worker every time instead of looping on it.
 """
 from __future__ import annotations
 
@@ -271,7 +276,7 @@ def run_execute(*, run_id: int, worker: str) -> str:
     previous_host, previous_group = run.worker_host, run.process_group
     claimed = TrainingRun.objects.filter(pk=run_id, status=RunStatus.QUEUED, cancel_requested=False).update(
         status=RunStatus.RUNNING, attempts=F("attempts") + 1, worker=worker, worker_host=socket.gethostname(),
-        process_group=None, started_at=now, heartbeat_at=now, finished_at=None, error="",
+        process_group=None, started_at=now, heartbeat_at=now, finished_at=None, error="", resumed_from_step=None,
     )
     run.refresh_from_db()
     if not claimed:
@@ -385,7 +390,7 @@ def _watch(run: TrainingRun, process: subprocess.Popen, group: LaunchedGroup, mi
             step, total = artifacts.progress(run)
             mine.update(
                 heartbeat_at=timezone.now(), step=step, total_steps=total,
-                progress=min(1.0, step / total) if total else 0.0,
+                progress=min(1.0, step / total) if total else 0.0, **_resumed(run),
             )
         except DatabaseError:
             # A database blip must not kill hours of training; if it lasts past RUN_STALE_AFTER_S the
@@ -395,6 +400,12 @@ def _watch(run: TrainingRun, process: subprocess.Popen, group: LaunchedGroup, mi
             return None
 
 
+def _resumed(run: TrainingRun) -> dict:
+    """`resumed_from_step` once this attempt's recipe has said it resumed (its resumes.json)."""
+    step = artifacts.run_paths(run).resumed_from(run.started_at)
+    return {"resumed_from_step": step} if step is not None else {}
+
+
 def _succeed(run: TrainingRun, paths: artifacts.RunPaths, worker: str) -> str:
     try:
         with transaction.atomic():
@@ -402,7 +413,7 @@ def _succeed(run: TrainingRun, paths: artifacts.RunPaths, worker: str) -> str:
             checkpoint = _register_checkpoint(run, paths) if run.recipe in CHECKPOINT_KIND else None
             updated = TrainingRun.objects.filter(pk=run.pk, worker=worker, status=RunStatus.RUNNING).update(
                 status=RunStatus.SUCCEEDED, checkpoint=checkpoint, progress=1.0, finished_at=timezone.now(),
-                process_group=None,
+                process_group=None, **_resumed(run),
             )
             if not updated:  # cancelled in the last instant: keep the files, register nothing
                 transaction.set_rollback(True)
@@ -445,6 +456,7 @@ def _fail(run: TrainingRun, paths: artifacts.RunPaths, worker: str, returncode: 
     tail = artifacts.log_tail(run, lines=ERROR_LOG_LINES)
     TrainingRun.objects.filter(pk=run.pk, worker=worker, status=RunStatus.RUNNING).update(
         status=RunStatus.FAILED, error=f"{message}\n\n{tail}".strip(), finished_at=timezone.now(), process_group=None,
+        **_resumed(run),
     )
     _append_log(paths, f"=== failed: {message}\n")
     return RunStatus.FAILED
@@ -504,8 +516,10 @@ def run_recover_stale(*, run_id: int, now: dt.datetime | None = None, dead_worke
         return None
     if stale.filter(cancel_requested=True).update(status=RunStatus.CANCELLED, finished_at=now):
         return RunStatus.CANCELLED
-    if stale.update(status=RunStatus.QUEUED, error=f"Attempt {run.attempts} lost its worker ({why}); restarted."):
-        _append_log(artifacts.run_paths(run), f"=== attempt {run.attempts} lost its worker ({why}); restarting\n")
+    saved = artifacts.run_paths(run).saved_step()
+    resumes = f"resumes from the state saved at step {saved}" if saved else "starts from step 0 (no state saved yet)"
+    if stale.update(status=RunStatus.QUEUED, error=f"Attempt {run.attempts} lost its worker ({why}); the next attempt {resumes}."):
+        _append_log(artifacts.run_paths(run), f"=== attempt {run.attempts} lost its worker ({why}); the next attempt {resumes}\n")
         return RunStatus.QUEUED
     return None
 

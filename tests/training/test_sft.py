@@ -9,6 +9,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from training.synthetic_batch import write_exported_batch
 from training import sft
 from training.config import load_config
+from training.run_folder import RunFolder
 
 
 def sft_config(tmp_path, tiny_model_dir, data, **overrides):
@@ -36,7 +37,7 @@ def test_prompt_tokens_get_label_minus_100_and_only_the_answer_is_learned(tmp_pa
         ]
     }
     config = sft_config(tmp_path, tiny_model_dir, ["unused"])
-    trainer = sft.build_trainer(config, tokenizer, Dataset.from_list([sft.to_prompt_completion(demonstration)]), output_dir=tmp_path)
+    trainer = sft.build_trainer(config, tokenizer, Dataset.from_list([sft.to_prompt_completion(demonstration)]), run=RunFolder(tmp_path / "sft"))
 
     example = trainer.train_dataset[0]
     learned = [token for token, label in zip(example["input_ids"], example["labels"]) if label != -100]

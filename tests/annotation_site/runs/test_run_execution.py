@@ -16,6 +16,7 @@ from annotation_site.runs import artifacts
 from annotation_site.runs.models import RunStatus, TrainingRun
 from annotation_site.runs.tasks import run_training
 from tests.annotation_site.runs.conftest import launch
+from training.resume import save_state
 
 
 def group_is_gone(group: int) -> bool:
@@ -149,6 +150,7 @@ def test_a_redelivered_task_restarts_a_run_whose_worker_died_and_kills_what_it_l
     run = launch(researcher, base_checkpoint=empty_checkpoint(tmp_path), batches=[exported_batch])
     paths = artifacts.run_paths(run)
     paths.root.mkdir(parents=True)
+    save_state(paths.out, 7, lambda folder: None)  # a state of some other config: not resumed
     # What a SIGKILLed worker leaves: the run RUNNING with an old heartbeat, and its recipe's group.
     leftover = subprocess.Popen(["sh", "-c", f"sleep 600; echo {paths.launch_config}"], start_new_session=True)
     two_minutes_ago = run.created_at.replace(year=run.created_at.year - 1)
@@ -165,6 +167,9 @@ def test_a_redelivered_task_restarts_a_run_whose_worker_died_and_kills_what_it_l
     assert run.attempts == 2 and run.error.startswith("python -m training.sft exited with code 1")
     log = paths.log.read_text()
     assert "attempt 1 lost its worker (no heartbeat from dead-worker:1:task" in log and "=== attempt 2" in log
+    assert "the next attempt resumes from the state saved at step 7" in log
+    # The recipe found the state was not its config's and started over, so the run does not say it resumed.
+    assert "belongs to another config; starting over from step 0" in log and run.resumed_from_step is None
 
 
 @pytest.mark.django_db

@@ -26,3 +26,13 @@ def test_a_run_without_plots_keeps_its_curves_section_hidden_until_the_live_curv
     assert '<section id="run-plots" hidden>' in html and 'id="run-curves"' in html
     progress = client.get(f"/api/runs/{run.pk}/progress/").json()
     assert (progress["status"], progress["status_label"]) == ("running", "Running")
+
+
+def test_a_restarted_run_shows_the_step_its_attempt_resumed_from(client):
+    client.force_login(make_user("researcher"))
+    resumed = TrainingRun.objects.create(recipe="sft", config_text="", status=RunStatus.RUNNING, attempts=2, resumed_from_step=35)
+    not_yet = TrainingRun.objects.create(recipe="sft", config_text="", status=RunStatus.RUNNING, attempts=2)
+    assert "attempt 2, resumed from step 35" in client.get(f"/runs/{resumed.pk}/").content.decode()
+    html = client.get(f"/runs/{not_yet.pk}/").content.decode()
+    assert "attempt 2" in html and "resumed from step" not in html
+    assert "resumes from the last state its recipe saved" in html  # the help line of a running run
