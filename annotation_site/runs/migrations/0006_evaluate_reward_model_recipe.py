@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('runs', '0004_evaluate_policy_recipe'),
+        ('runs', '0005_trainingrun_resumed_from_step'),
     ]
 
     operations = [
