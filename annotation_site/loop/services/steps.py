@@ -320,6 +320,8 @@ def canary_check(step: LoopStep) -> str:
 
     iteration = step.iteration
     canary = iteration.canary_deployment
+    if canary is None:
+        raise StepRefused("The canary's deployment was deleted before its votes decided it.")
     step.result = {**step.result, "tally": canary_tally(canary=canary).as_dict()}
     decision = canary_decide(canary=canary)
     if decision is None:
