@@ -16,8 +16,14 @@ Then, in this one run:
   whole batch (the queryset caches every row, and each row costs the same queries);
 - the ratio of the two throughputs. Goal: >= 100k rows/s, memory flat in the batch size.
 
+With --against PATH (a copy of another commit, e.g. `git archive <commit> | tar -x -C PATH`), the
+big batch is instead exported by this checkout's code and by PATH's, alternately --repeat times
+each, and the run prints the ratio of their median throughputs and whether both wrote the same
+bytes: how a change to the exporter is measured on a loaded machine.
+
     .venv/bin/python bench/export.py                     # 1,000,000 rows (first run fills ~1 min)
     .venv/bin/python bench/export.py --rows 200000 --small-rows 20000 --naive-rows 5000
+    .venv/bin/python bench/export.py --against /tmp/export-base --repeat 3
 """
 from __future__ import annotations
 
@@ -28,6 +34,7 @@ import json
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,8 +47,9 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from training.export_format import MANIFEST_FILE, MARGIN_TABLES, RATINGS  # noqa: E402 - after the path is set
+
 BIG_WEEK, SMALL_WEEK = "2026-W01", "2026-W02"
-RATINGS = ["significantly_better", "better", "slightly_better", "negligibly_better"]
 WORDS = (
     "the model answers questions about cooking travel code history and science with care and detail "
     "while refusing unsafe requests politely and explaining why a safer alternative might help"
@@ -56,6 +64,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--database", default="bench_export")
     parser.add_argument("--server", default=os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test"))
     parser.add_argument("--refill", action="store_true", help="drop and fill the bench database again")
+    parser.add_argument("--against", type=Path, help="a checkout of other code to export the big batch with, alternately")
+    parser.add_argument("--repeat", type=int, default=2, help="exports by each checkout with --against")
     for internal in ("--_measure", "--_week", "--_out"):  # one measurement in a child process
         parser.add_argument(internal, default="", help=argparse.SUPPRESS)
     parser.add_argument("--_limit", type=int, default=0, help=argparse.SUPPRESS)
@@ -325,7 +335,7 @@ def naive_export(week: str, limit: int, out: Path) -> tuple[float, float, int]:
     """What one writes first: iterate the queryset, follow relations per row, json.dumps each row."""
     from annotation_site.annotation.models import Comparison
 
-    margins = {"significantly_better": 1.0, "better": 2 / 3, "slightly_better": 1 / 3, "negligibly_better": 0.0}
+    margins = MARGIN_TABLES["small"]
     with PeakRss() as memory:
         started = time.perf_counter()
         rows = 0
@@ -359,10 +369,10 @@ def naive_export(week: str, limit: int, out: Path) -> tuple[float, float, int]:
     return seconds, memory.above_baseline_mib, rows
 
 
-def measure_in_child(args, kind: str, week: str, out: Path, limit: int = 0) -> dict:
-    """Run one measurement in a fresh process, so each peak starts from the same baseline."""
+def measure_in_child(args, kind: str, week: str, out: Path, limit: int = 0, checkout: Path = ROOT) -> dict:
+    """Run one measurement in a fresh process (with `checkout`'s code), so each peak starts from the same baseline."""
     command = [
-        sys.executable, __file__, "--database", args.database, "--server", args.server,
+        sys.executable, str(checkout / "bench" / "export.py"), "--database", args.database, "--server", args.server,
         "--rows", str(args.rows), "--small-rows", str(args.small_rows),
         "--_measure", kind, "--_week", week, "--_out", str(out), "--_limit", str(limit),
     ]  # fmt: skip
@@ -390,6 +400,36 @@ def _seconds(value: float | None) -> str:
     return "not measured (server on another machine)" if value is None else f"{value:.1f} s"
 
 
+def _file_hashes(folder: Path) -> dict[str, str]:
+    return {name: entry["sha256"] for name, entry in json.loads((folder / MANIFEST_FILE).read_text())["files"].items()}
+
+
+def compare_against(args, scratch: Path) -> None:
+    """Export the big batch with this checkout and with --against, alternately; print the ratio."""
+    checkouts = {"this checkout": ROOT, "--against": args.against.resolve()}
+    rates: dict[str, list[float]] = {label: [] for label in checkouts}
+    hashes: dict[str, dict[str, str]] = {}
+    print(f"\nexport of the big batch by this checkout ({ROOT}) and by {checkouts['--against']}, alternately")
+    print(f"  (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores: compare the ratio, not the figures)")
+    for run in range(args.repeat):
+        for label, checkout in checkouts.items():
+            out = scratch / f"run-{run}-{label.strip('-').replace(' ', '-')}"
+            result = measure_in_child(args, "export", BIG_WEEK, out, checkout=checkout)
+            hashes[label] = _file_hashes(out)
+            shutil.rmtree(out)  # a million rows take gigabytes
+            rates[label].append(result["rows"] / result["seconds"])
+            print(
+                f"  {label:14s} run {run + 1}: {result['rows']:>9,} rows {result['seconds']:6.1f} s"
+                f" {rates[label][-1]:>8,.0f} rows/s (its CPU: {result['cpu_seconds']:.1f} s,"
+                f" PostgreSQL's: {_seconds(result['database_cpu_seconds'])})"
+            )
+    mine, theirs = (statistics.median(rates[label]) for label in checkouts)
+    print(f"\nmedian rows/s: this checkout {mine:,.0f}, --against {theirs:,.0f}; ratio {mine / theirs:.3f}")
+    same = hashes["this checkout"] == hashes["--against"]
+    print("same bytes in every file: " + ("yes" if same else f"no: {sorted(set(hashes['this checkout'].items()) ^ set(hashes['--against'].items()))}"))
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} (1 min), {os.getloadavg()[1]:.1f} (5 min)")
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     setup_django(args)
@@ -398,6 +438,12 @@ def main(argv=None) -> None:
         return
     fill(args)
     scratch = Path(tempfile.mkdtemp(prefix="bench-export-"))
+    if args.against:
+        try:
+            compare_against(args, scratch)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return
     try:
         print(f"\nexport of a batch folder (jsonl + parquet + HH + SFT + manifest), PostgreSQL {args.database}")
         print(f"  (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores: other work slows every figure)")

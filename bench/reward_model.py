@@ -52,7 +52,7 @@ def bare_trl(args: argparse.Namespace, data: Path, out: Path) -> dict:
     from datasets import Dataset
     from trl import RewardConfig, RewardTrainer
 
-    from training.losses import rating_margin
+    from training.export_format import rating_margin
     from training.run_folder import precision_args
 
     from training.data import load_preferences, parse_sources

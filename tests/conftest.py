@@ -35,6 +35,15 @@ def postgres(db):
     require(database_is_postgres(), "needs PostgreSQL: set DATABASE_URL=postgres://postgres@127.0.0.1:5432/test")
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(items):
+    """A test that takes the `postgres` fixture carries the `postgres` marker too, so that the
+    SQLite pass (`make test-sqlite`) deselects it with -m "not postgres" instead of failing it."""
+    for item in items:
+        if "postgres" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny random Llama chat checkpoint with a locally trained tokenizer (head size 32)."""

@@ -1,8 +1,9 @@
 """Reading exported batch folders and source datasets into training rows, with mixing weights.
 
-An exported folder (docs/export-format.md, written by the batches app and by `export_source`) holds
-`preferences.train.jsonl` / `preferences.test.jsonl` (TRL's conversational preference format
-plus metadata), `sft.jsonl` (`messages` rows) and `manifest.json`. A recipe lists its data as
+An exported folder (docs/export-format.md, written by the batches app and by `export_source`; its
+names are training/export_format.py's) holds `preferences.train.jsonl` / `preferences.test.jsonl`
+(TRL's conversational preference format plus metadata), `sft.jsonl` (`messages` rows),
+`retracted.jsonl` and `manifest.json`. A recipe lists its data as
 sources, each a folder (or, for SFT, any JSONL file of `messages` rows):
 
     data:
@@ -28,14 +29,16 @@ from pathlib import Path
 from typing import Any
 
 from training.config import ConfigError, build_config
-
-GUIDELINES = ("helpfulness", "safety")
-RATINGS = ("significantly_better", "better", "slightly_better", "negligibly_better")
-PREFERENCE_FILES = {"train": "preferences.train.jsonl", "test": "preferences.test.jsonl"}
-SFT_FILE = "sft.jsonl"
-# Comparisons of earlier batches that quality control excluded after they were exported
-# (docs/export-format.md): dropped from every folder a mix reads.
-RETRACTED_FILE = "retracted.jsonl"
+from training.export_format import (
+    FORMAT_VERSION,
+    GUIDELINES,
+    MANIFEST_FILE,
+    PREFERENCE_FILES,
+    RATINGS,
+    RETRACTED_FILE,
+    SFT_FILE,
+    is_chosen_unsafe_other_safe,
+)
 
 
 class DataError(ValueError):
@@ -152,7 +155,7 @@ def load_sft(sources: list[DataSource], *, seed: int = 0) -> tuple[list[dict], M
 
 
 def read_preference_file(path: Path, *, default_source: str) -> list[dict]:
-    """Read preference rows (docs/architecture.md, contract §2), checking the conversational shape of each."""
+    """Read preference rows (docs/export-format.md), checking the conversational shape of each."""
     rows = []
     for line_number, row in _read_jsonl(path):
         where = f"{path}:{line_number}"
@@ -197,17 +200,13 @@ def _without_retracted(rows: list[dict], retracted: set[int], source: DataSource
     return kept
 
 
-def is_chosen_unsafe_other_safe(row: dict) -> bool:
-    return row.get("chosen_is_safe") is False and row.get("rejected_is_safe") is True
-
-
 def _filter(rows: list[dict], source: DataSource, report: MixReport) -> list[dict]:
     kept = []
     dropped_guideline = dropped_unsafe = 0
     for row in rows:
         if source.guidelines is not None and row.get("guideline") not in source.guidelines:
             dropped_guideline += 1
-        elif is_chosen_unsafe_other_safe(row):
+        elif is_chosen_unsafe_other_safe(row.get("chosen_is_safe"), row.get("rejected_is_safe")):
             dropped_unsafe += 1
         else:
             kept.append(row)
@@ -278,6 +277,12 @@ def _source_file(source: DataSource, filename: str, *, required: bool = True) ->
     folder = Path(source.path)
     if not folder.is_dir():
         raise DataError(f"data source {source.path} is not an exported folder (missing or not a directory)")
+    version = _manifest(folder).get("format_version")
+    if isinstance(version, int) and version > FORMAT_VERSION:
+        raise DataError(
+            f"data source {source.path} is in export format {version}, newer than this code reads ({FORMAT_VERSION}): "
+            "update the training code (docs/export-format.md, Versioning)"
+        )
     path = folder / filename
     if not path.is_file():
         if not required:
@@ -286,14 +291,19 @@ def _source_file(source: DataSource, filename: str, *, required: bool = True) ->
     return path
 
 
+def _manifest(folder: Path) -> dict:
+    """The folder's manifest, or {} where it has none (a hand-made folder) or it is unreadable."""
+    path = folder / MANIFEST_FILE
+    try:
+        data = json.loads(path.read_text()) if path.is_file() else {}
+    except json.JSONDecodeError:
+        data = {}
+    return data if isinstance(data, dict) else {}
+
+
 def _source_name(path: Path) -> str:
-    manifest = path / "manifest.json"
-    if manifest.is_file():
-        try:
-            data = json.loads(manifest.read_text())
-        except json.JSONDecodeError:
-            data = {}
-        for key in ("name", "batch", "source"):
-            if isinstance(data, dict) and isinstance(data.get(key), str) and data[key]:
-                return data[key]
+    data = _manifest(path) if path.is_dir() else {}
+    for key in ("name", "batch", "source"):
+        if isinstance(data.get(key), str) and data[key]:
+            return data[key]
     return path.stem if path.is_file() else path.name

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from training.data import RATINGS
+from training.export_format import RATINGS
 
 # Column titles of Table 8, in the order of the rating scale.
 RATING_TITLES = {

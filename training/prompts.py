@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from training.data import (
-    PREFERENCE_FILES,
-    SFT_FILE,
     DataError,
     DataSource,
     _check_messages,
@@ -25,6 +23,7 @@ from training.data import (
     read_preference_file,
     read_sft_file,
 )
+from training.export_format import PREFERENCE_FILES, SFT_FILE
 
 
 @dataclass

@@ -27,7 +27,7 @@ from typing import Literal
 
 from training.config import parse_args
 from training.data import DataError, load_eval_splits, load_preferences, parse_sources
-from training.losses import rating_margin
+from training.export_format import NO_MARGIN, rating_margin
 from training.run_folder import (
     MetricsFile,
     RunFolder,
@@ -136,7 +136,7 @@ def train(config: Config, callbacks: Sequence = ()) -> Path:
         if tokenizer.chat_template is None:
             raise DataError(f"{config.model} has no chat template; start the reward model from a chat checkpoint")
         columns = {key: [row[key] for row in train_rows] for key in ("prompt", "chosen", "rejected")}
-        if config.margin_table != "none":
+        if config.margin_table != NO_MARGIN:
             columns["margin"] = [rating_margin(row.get("rating"), config.margin_table) for row in train_rows]
         dataset = Dataset.from_dict(columns)
 

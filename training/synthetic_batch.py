@@ -1,5 +1,5 @@
-"""A synthetic batch folder in exactly the exported format (docs/architecture.md, contract §2), for tests, benchmarks and
-smoke runs on machines without a platform database (bench/gpu_check.sh).
+"""A synthetic batch folder in the exported format (docs/export-format.md; the names are
+training/export_format.py's), for tests, benchmarks and smoke runs on machines without a platform database (bench/gpu_check.sh).
 
     python -m training.synthetic_batch --out var/exports/synthetic --train 256 --test 64
 
@@ -14,8 +14,18 @@ import json
 import random
 from pathlib import Path
 
-RATINGS = ["significantly_better", "better", "slightly_better", "negligibly_better"]
-MARGINS_SMALL = {"significantly_better": 1.0, "better": 2 / 3, "slightly_better": 1 / 3, "negligibly_better": 0.0}
+from training.export_format import (
+    DATA_CARD_FILE,
+    FORMAT_VERSION,
+    HH_FILES,
+    MANIFEST_FILE,
+    PREFERENCE_FILES,
+    RATINGS,
+    SFT_FILE,
+    hh_transcript,
+    rating_margin,
+)
+
 TOPICS = ["weather", "travel", "health", "money", "history", "science", "python", "recipe", "story", "poem"]
 GOOD = "sure here are the steps explain example help good answer thank you".split()
 BAD = "no sorry cannot not".split()
@@ -38,7 +48,7 @@ def preference_row(rng: random.Random, index: int, *, guideline: str, split: str
         "prompt": prompt,
         "chosen": [{"role": "assistant", "content": _sentence(rng, GOOD, rng.randint(6, 12))}],
         "rejected": [{"role": "assistant", "content": _sentence(rng, BAD, rng.randint(3, 6))}],
-        "margin": MARGINS_SMALL[rating],
+        "margin": rating_margin(rating, "small"),
         "margin_table": "small",
         "rating": rating,
         "guideline": guideline,
@@ -49,8 +59,10 @@ def preference_row(rng: random.Random, index: int, *, guideline: str, split: str
         "item_id": index + 1,
         "annotator": f"annotator-{index % 5:04x}",
         "chosen_model": "tiny-sft-v2",
+        "chosen_checkpoint": "tiny-sft-v2",
         "chosen_sampling": {"temperature": 0.7, "top_p": 0.9},
         "rejected_model": "tiny-sft-v1",
+        "rejected_checkpoint": "tiny-sft-v1",
         "rejected_sampling": {"temperature": 1.0, "top_p": 0.9},
         "source": source,
         "batch": batch,
@@ -87,12 +99,18 @@ def write_exported_batch(
                 row = preference_row(rng, count + i, guideline="safety", split=split, batch=batch, source=source)
                 row["chosen_is_safe"], row["rejected_is_safe"], row["safety_bin"] = False, True, None
                 rows.append(row)
-        (folder / f"preferences.{split}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+        (folder / PREFERENCE_FILES[split]).write_text("".join(json.dumps(row) + "\n" for row in rows))
         hh = [
-            {"chosen": _transcript(row["prompt"] + row["chosen"]), "rejected": _transcript(row["prompt"] + row["rejected"])}
+            {
+                "chosen": hh_transcript(row["prompt"] + row["chosen"]),
+                "rejected": hh_transcript(row["prompt"] + row["rejected"]),
+                "comparison_id": row["comparison_id"],
+                "guideline": row["guideline"],
+                "margin": row["margin"],
+            }
             for row in rows
         ]
-        (folder / f"hh.{split}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in hh))
+        (folder / HH_FILES[split]).write_text("".join(json.dumps(row) + "\n" for row in hh))
     demonstrations = [
         {
             "messages": [
@@ -107,16 +125,11 @@ def write_exported_batch(
         }
         for i in range(n_train)
     ]
-    (folder / "sft.jsonl").write_text("".join(json.dumps(row) + "\n" for row in demonstrations))
-    manifest = {"name": batch, "batch": batch, "counts": {"train": n_train, "test": n_test}}
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    (folder / "README.md").write_text(f"# Batch {batch}\n\nWritten by the training tests.\n")
+    (folder / SFT_FILE).write_text("".join(json.dumps(row) + "\n" for row in demonstrations))
+    manifest = {"format_version": FORMAT_VERSION, "name": batch, "batch": batch, "counts": {"train": n_train, "test": n_test}}
+    (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
+    (folder / DATA_CARD_FILE).write_text(f"# Batch {batch}\n\nWritten by the training tests.\n")
     return folder
-
-
-def _transcript(messages: list[dict]) -> str:
-    names = {"user": "Human", "assistant": "Assistant"}
-    return "".join(f"\n\n{names[m['role']]}: {m['content']}" for m in messages)
 
 
 def main(argv: list[str] | None = None) -> int:

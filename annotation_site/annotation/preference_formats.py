@@ -27,9 +27,11 @@ from annotation_site.annotation.models import Rating
 from annotation_site.annotation.services import validate_turns
 from annotation_site.errors import ApplicationError
 from annotation_site.text_rules import unstorable_reason
+from training.export_format import HH_ASSISTANT, HH_HUMAN, PREFERENCE_FIELDS, is_chosen_unsafe_other_safe
 
-HUMAN, ASSISTANT = "\n\nHuman:", "\n\nAssistant:"
-_HH_MARKERS = re.compile(r"(\n\nHuman:|\n\nAssistant:)")
+# The markers of HH-RLHF transcripts, as our own hh.*.jsonl files write them.
+HUMAN, ASSISTANT = HH_HUMAN.rstrip(" "), HH_ASSISTANT.rstrip(" ")
+_HH_MARKERS = re.compile(f"({re.escape(HUMAN)}|{re.escape(ASSISTANT)})")
 
 # What a parser changed or met in a record; the import's report counts the records of each.
 JOINED_TURNS = "consecutive turns of one speaker joined into one turn"
@@ -167,16 +169,10 @@ def _shared_prefix_length(a, b) -> int:
 
 # --- jsonl: TRL's preference formats and our own exports -------------------------------------------
 
-# The project's own keys beside TRL's three.
-JSONL_KEYS = {
-    "prompt", "chosen", "rejected", "rating", "guideline", "chosen_is_safe", "rejected_is_safe",
-    "chosen_model", "rejected_model", "chosen_sampling", "rejected_sampling",
-}
-# Metadata written by our own exports: read back without being named as ignored.
-EXPORT_METADATA_KEYS = {
-    "margin", "margin_table", "safety_bin", "comparison_id", "item_id", "annotator", "source", "batch", "split",
-    "chosen_checkpoint", "rejected_checkpoint",
-}
+# TRL's three keys are the first of our own exports' (training/export_format.py); this parser reads
+# prompt, chosen, rejected, rating, guideline, the safety labels, models and sampling parameters, and
+# takes the rest of an exported row (margin, ids, split, ...) without naming it as ignored.
+EXPORTED_KEYS = frozenset(PREFERENCE_FIELDS)
 
 
 def _messages(value, key: str) -> list[dict]:
@@ -259,7 +255,7 @@ def parse_jsonl_pair(row: dict, *, guideline_kind: str) -> PreferencePair:
     if rating and rating not in Rating.values:
         raise LineError(f'unknown rating "{rating}" (use one of {", ".join(Rating.values)} or null)')
     chosen_is_safe, rejected_is_safe = _optional_bool(row, "chosen_is_safe"), _optional_bool(row, "rejected_is_safe")
-    if chosen_is_safe is False and rejected_is_safe is True:
+    if is_chosen_unsafe_other_safe(chosen_is_safe, rejected_is_safe):
         raise LineError("the chosen response is unsafe and the other safe; such pairs are never used")
     for key in ("chosen_sampling", "rejected_sampling"):
         if not isinstance(row.get(key) or {}, dict):
@@ -276,7 +272,7 @@ def parse_jsonl_pair(row: dict, *, guideline_kind: str) -> PreferencePair:
         rejected_model=str(row.get("rejected_model") or ""),
         chosen_sampling=row.get("chosen_sampling") or {},
         rejected_sampling=row.get("rejected_sampling") or {},
-        ignored_keys=_ignored(row, JSONL_KEYS | EXPORT_METADATA_KEYS),
+        ignored_keys=_ignored(row, EXPORTED_KEYS),
     )
 
 

@@ -18,10 +18,11 @@ from kombu.exceptions import OperationalError as BrokerError
 
 from annotation_site.annotation.models import Comparison, Demonstration
 from annotation_site.audit.services import AuditEvent, audit_record
-from annotation_site.batches.exporters import ExportError, ExportOptions, atomic_folder, remove_partial_exports, write_export
+from annotation_site.batches.export import ExportError, ExportOptions, atomic_folder, remove_partial_exports, write_export
 from annotation_site.batches.models import Batch, BatchState
 from annotation_site.errors import ApplicationError, Conflict, NotFound
 from annotation_site.quality import selectors as quality
+from training.export_format import RETRACTED_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -275,7 +276,7 @@ def batch_export(
         # the manifest), and earlier batches' comparisons this batch retracts.
         "held_back_gold": manifest["held_back"]["gold"],
         "held_back_excluded": sum(manifest["held_back"]["excluded"].values()),
-        "retracted": manifest["files"]["retracted.jsonl"]["rows"],
+        "retracted": manifest["files"][RETRACTED_FILE]["rows"],
         **manifest["counts"],
     }
     finished = current.update(

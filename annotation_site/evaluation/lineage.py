@@ -19,7 +19,8 @@ from annotation_site.batches.services import batch_folder
 from annotation_site.errors import NotFound
 from annotation_site.generation.models import Checkpoint, Deployment
 from annotation_site.runs.artifacts import run_config
-from annotation_site.runs.models import Recipe, TrainingRun
+from annotation_site.runs.models import TrainingRun
+from annotation_site.runs.recipes import BOTH_REWARD_MODELS, Report, recipe_values
 
 # The parent chain stops here even if the registry has a cycle (a re-parenting mistake).
 MAX_CHAIN = 100
@@ -85,7 +86,8 @@ def checkpoint_lineage(*, checkpoint_id: int, with_leaderboard: bool = True) -> 
 def evaluations_of(checkpoint: Checkpoint) -> list[TrainingRun]:
     """Policy evaluation runs whose config names the checkpoint as `model` or in `against`."""
     found = []
-    for run in TrainingRun.objects.filter(recipe=Recipe.EVALUATE_POLICY, config_text__contains=checkpoint.path):
+    evaluations = TrainingRun.objects.filter(recipe__in=recipe_values(report=Report.POLICY_EVALUATION))
+    for run in evaluations.filter(config_text__contains=checkpoint.path):
         config = run_config(run)
         if checkpoint.path == config.get("model") or checkpoint.path in (config.get("against") or []):
             found.append(run)
@@ -108,7 +110,7 @@ def _sources(data) -> list[DataSource]:
 
 def _reward_models(config: dict) -> dict[str, Checkpoint | str]:
     found = {}
-    for guideline in ("helpfulness", "safety"):
+    for guideline in BOTH_REWARD_MODELS:
         path = config.get(f"{guideline}_reward_model")
         if isinstance(path, str) and path:
             found[guideline] = Checkpoint.objects.filter(path=path).first() or path

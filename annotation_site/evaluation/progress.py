@@ -18,7 +18,8 @@ from collections import Counter
 from dataclasses import dataclass
 
 from annotation_site.runs import artifacts
-from annotation_site.runs.models import Recipe, RunStatus, TrainingRun
+from annotation_site.runs.models import RunStatus, TrainingRun
+from annotation_site.runs.recipes import Report, recipe_values
 
 GUIDELINES = ("helpfulness", "safety")
 
@@ -44,7 +45,7 @@ class WinRatePoint:
 
 def reward_model_accuracy_points() -> list[AccuracyPoint]:
     points = []
-    runs = TrainingRun.objects.filter(recipe=Recipe.REWARD_MODEL, status=RunStatus.SUCCEEDED).select_related(
+    runs = TrainingRun.objects.filter(recipe__in=recipe_values(report=Report.TABLE_8), status=RunStatus.SUCCEEDED).select_related(
         "base_checkpoint").prefetch_related("batches").order_by("created_at", "id")
     for run in runs:
         evaluation = artifacts.eval_results(run) or {}
@@ -63,7 +64,8 @@ def reward_model_accuracy_points() -> list[AccuracyPoint]:
 def evaluation_runs() -> list[tuple[TrainingRun, dict]]:
     """Succeeded policy evaluations with their report, oldest first."""
     found = []
-    for run in TrainingRun.objects.filter(recipe=Recipe.EVALUATE_POLICY, status=RunStatus.SUCCEEDED).order_by("created_at", "id"):
+    runs = TrainingRun.objects.filter(recipe__in=recipe_values(report=Report.POLICY_EVALUATION), status=RunStatus.SUCCEEDED)
+    for run in runs.order_by("created_at", "id"):
         report = artifacts.eval_results(run)
         if report and isinstance(report.get("pairs"), list) and isinstance(report.get("versions"), list):
             found.append((run, report))

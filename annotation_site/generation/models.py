@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from django.db import models
 
+from annotation_site.runs.recipes import RECIPES
 
-class CheckpointKind(models.TextChoices):
-    BASE = "base", "Base chat model"
-    SFT = "sft", "Supervised fine-tuning"
-    REJECTION_SAMPLING = "rejection_sampling", "Rejection-sampling fine-tuning"
-    PPO = "ppo", "PPO"
-    REWARD_MODEL = "reward_model", "Reward model"
+
+# A base chat model, or what a recipe of the site's table (runs/recipes.py) produces, labelled with
+# the recipe's short name (CheckpointKind.REWARD_MODEL is "reward_model").
+CheckpointKind = models.TextChoices("CheckpointKind", [("BASE", ("base", "Base chat model"))] + [
+    (recipe.checkpoint_kind.upper(), (recipe.checkpoint_kind, recipe.name)) for recipe in RECIPES if recipe.checkpoint_kind
+])
 
 
 class Checkpoint(models.Model):

@@ -11,8 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Strength of each rating on the paper's scale (Llama 2 §3.2.1), strongest first.
-RATING_LEVELS = {"significantly_better": 4, "better": 3, "slightly_better": 2, "negligibly_better": 1}
+from training.export_format import RATINGS
+
+# Strength of each rating on the paper's scale (Llama 2 §3.2.1), strongest first: 4 ... 1.
+RATING_LEVELS = {rating: len(RATINGS) - index for index, rating in enumerate(RATINGS)}
 # The ordinal scale alpha is computed on: "B significantly better" (-4) ... "A significantly better" (+4),
 # relative to the item's own sample order (not the order an annotator was shown), with no zero:
 # the paper's scale has no "equal".

@@ -18,7 +18,8 @@ from pathlib import Path
 import yaml
 from django.conf import settings
 
-from annotation_site.runs.models import Recipe, TrainingRun
+from annotation_site.runs.models import TrainingRun
+from annotation_site.runs.recipes import site_recipe
 from training.resume import last_resume, saved_step
 
 LOG_TAIL_LINES = 40
@@ -112,26 +113,24 @@ def run_config(run: TrainingRun) -> dict:
 
 
 def total_steps(run: TrainingRun, folder: Path | None) -> int | None:
-    """Steps the run will take: iterations for PPO and rejection sampling; for the trainer recipes
-    the step count the recipe computed once it knew its data (data.json), else max_steps."""
-    config = run_config(run)
-    if run.recipe in (Recipe.PPO, Recipe.REJECTION_SAMPLING):
-        return config.get("iterations") or None
+    """Steps the run will take: the count the recipe computed once it knew its data (data.json),
+    else its row's total key in the config (max_steps, iterations; runs/recipes.py)."""
     data_file = folder / "data.json" if folder else None
     if data_file and data_file.is_file():
         try:
             return int(json.loads(data_file.read_text())["total_steps"])
         except (ValueError, KeyError, TypeError):
             pass
-    max_steps = config.get("max_steps")
-    return max_steps if isinstance(max_steps, int) and max_steps > 0 else None
+    key = site_recipe(run.recipe).total_key
+    total = run_config(run).get(key) if key else None
+    return total if isinstance(total, int) and total > 0 else None
 
 
 def progress(run: TrainingRun) -> tuple[int, int | None]:
-    """(steps done, total steps or None) from the last metrics row: `step` or `iteration`."""
+    """(steps done, total steps or None) from the last metrics row's progress key (step, iteration)."""
     folder = run_paths(run).artifacts()
     row = _last_metrics_row(folder) or {}
-    step = row.get("step", row.get("iteration", 0))
+    step = row.get(site_recipe(run.recipe).progress_key, 0)
     return (int(step) if isinstance(step, int | float) else 0), total_steps(run, folder)
 
 
@@ -171,7 +170,7 @@ def eval_results(run: TrainingRun) -> dict | None:
 def pool_path(run: TrainingRun) -> Path | None:
     """The pooled best answers a finished rejection-sampling run kept (pool.jsonl), if any."""
     path = run_paths(run).out / "pool.jsonl"
-    return path if run.recipe == Recipe.REJECTION_SAMPLING and path.is_file() else None
+    return path if run.recipe == "rejection_sampling" and path.is_file() else None
 
 
 def plot_names(run: TrainingRun) -> list[str]:

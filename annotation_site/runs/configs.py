@@ -23,21 +23,10 @@ from pathlib import Path
 from django.conf import settings
 
 from annotation_site.errors import ApplicationError
-from annotation_site.generation.models import CheckpointKind
-from annotation_site.runs.models import Recipe
+from annotation_site.runs.recipes import BY_VALUE, RECIPES, SiteRecipe
 
 CONFIG_DIR = Path(settings.BASE_DIR) / "training" / "configs"
 
-# The kind of checkpoint each recipe produces, as the generation app's registry names it (the
-# evaluation recipe produces none: its run folder holds tables and plots).
-CHECKPOINT_KIND = {
-    Recipe.REWARD_MODEL: CheckpointKind.REWARD_MODEL,
-    Recipe.SFT: CheckpointKind.SFT,
-    Recipe.REJECTION_SAMPLING: CheckpointKind.REJECTION_SAMPLING,
-    Recipe.PPO: CheckpointKind.PPO,
-}
-# Recipes that score answers with reward models (helpfulness_reward_model / safety_reward_model).
-USES_REWARD_MODELS = (Recipe.REJECTION_SAMPLING, Recipe.PPO, Recipe.EVALUATE_POLICY)
 # Checkpoint paths the launch form's choices set from the registry (none is tunable from the site).
 PATH_KEYS = ("model", "helpfulness_reward_model", "safety_reward_model")
 
@@ -70,7 +59,7 @@ def shipped_configs(recipe: str | None = None) -> list[ShippedConfig]:
         header = [line.lstrip("# ").rstrip() for line in text.splitlines() if line.startswith("#")]
         match = _LAUNCH_COMMAND.search("\n".join(header))
         found = match.group(1) if match else path.stem
-        config_recipe = next((value for value in Recipe.values if found == value or found.startswith(value)), None)
+        config_recipe = next((recipe.value for recipe in RECIPES if found == recipe.value or found.startswith(recipe.value)), None)
         if config_recipe is None or (recipe and config_recipe != recipe):
             continue
         configs.append(ShippedConfig(path.name, config_recipe, next((line for line in header if line), "")))
@@ -96,15 +85,20 @@ def parse_overrides(text: str) -> list[str]:
     return [line for line in lines if line and not line.startswith("#")]
 
 
+def launchable(recipe: str) -> SiteRecipe:
+    """The row of the recipe a launch names (runs/recipes.py); ConfigInvalid for one it does not name."""
+    if recipe not in BY_VALUE:
+        raise ConfigInvalid(f'Unknown recipe "{recipe}": use one of {", ".join(BY_VALUE)}.', field="recipe")
+    return BY_VALUE[recipe]
+
+
 def recipe_module(recipe: str):
-    if recipe not in Recipe.values:
-        raise ConfigInvalid(f'Unknown recipe "{recipe}": use one of {", ".join(Recipe.values)}.', field="recipe")
-    return importlib.import_module(f"training.{recipe}")
+    return importlib.import_module(launchable(recipe).module)
 
 
 def tunable_keys() -> list[tuple[str, list[str]]]:
     """(recipe, the keys a researcher may override) for every recipe, for the launch page."""
-    return [(recipe, sorted(recipe_module(recipe).TUNABLE_KEYS)) for recipe in Recipe.values]
+    return [(recipe.value, sorted(recipe_module(recipe.value).TUNABLE_KEYS)) for recipe in RECIPES]
 
 
 def check_overrides(recipe: str, overrides: list[str]) -> None:

@@ -9,6 +9,7 @@ from annotation_site.runs import selectors
 from annotation_site.runs.configs import parse_overrides, shipped_configs
 from annotation_site.runs.launchers import PROCESS_COUNTS, accelerate_configs
 from annotation_site.runs.models import Recipe
+from annotation_site.runs.recipes import USING_REWARD_MODELS, joined, recipe_values
 from annotation_site.runs.services import GUIDELINES
 
 
@@ -17,8 +18,15 @@ class CheckpointChoiceField(forms.ModelChoiceField):
         return f"{checkpoint.name} ({checkpoint.kind}) - {checkpoint.path}"
 
 
+# The recipes that read the reward-model and comparison fields, for their help texts.
+REWARD_MODELS_FOR = joined(USING_REWARD_MODELS)
+COMPARING = joined(recipe_values(compares_checkpoints=True))
+
+
 class LaunchForm(forms.Form):
-    recipe = forms.ChoiceField(choices=Recipe.choices)
+    # The recipes the form can launch (runs/recipes.py `on_the_form`).
+    recipe = forms.ChoiceField(choices=[(value, label) for value, label in Recipe.choices
+                                        if value in recipe_values(on_the_form=True)])
     config_name = forms.ChoiceField(
         label="Shipped config", required=False,
         help_text="A file of training/configs/ for this recipe; empty: the recipe's defaults (the paper's settings).",
@@ -32,10 +40,10 @@ class LaunchForm(forms.Form):
         help_text="Sets model= (and becomes the parent of the new checkpoint); empty: the config's model.",
     )
     helpfulness_reward_model = CheckpointChoiceField(
-        queryset=selectors.reward_model_checkpoints(), required=False, help_text="Rejection sampling and PPO only.",
+        queryset=selectors.reward_model_checkpoints(), required=False, help_text=f"{REWARD_MODELS_FOR} runs only.",
     )
     safety_reward_model = CheckpointChoiceField(
-        queryset=selectors.reward_model_checkpoints(), required=False, help_text="Rejection sampling and PPO only.",
+        queryset=selectors.reward_model_checkpoints(), required=False, help_text=f"{REWARD_MODELS_FOR} runs only.",
     )
     batches = forms.ModelMultipleChoiceField(
         queryset=selectors.exported_batches(), required=False, widget=forms.CheckboxSelectMultiple,
@@ -47,11 +55,11 @@ class LaunchForm(forms.Form):
     )
     compare_with = forms.ModelMultipleChoiceField(
         queryset=selectors.chat_checkpoints(), required=False, widget=forms.CheckboxSelectMultiple,
-        help_text="Policy evaluation only: the checkpoints the start checkpoint is compared with (sets against=).",
+        help_text=f"{COMPARING} runs only: the checkpoints the start checkpoint is compared with (sets against=).",
     )
     judge = forms.ModelChoiceField(
         queryset=selectors.judge_deployments(), required=False, label="Judge",
-        help_text="Policy evaluation only: a deployed vLLM chat model asked which answer is better (sets judge_url=, judge_model=).",
+        help_text=f"{COMPARING} runs only: a deployed vLLM chat model asked which answer is better (sets judge_url=, judge_model=).",
     )
     overrides = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 5, "placeholder": "max_steps=20\nlearning_rate=2e-5"}), required=False,

@@ -15,8 +15,7 @@ from pathlib import Path
 import yaml
 from django.conf import settings
 
-from annotation_site.runs.configs import ConfigInvalid
-from annotation_site.runs.models import Recipe
+from annotation_site.runs.configs import ConfigInvalid, recipe_module
 
 SHIPPED_DIR = Path(settings.BASE_DIR) / "training" / "accelerate"
 # Processes a launch may ask for (all machines together): GPU counts of 1 to 8 machines of 8.
@@ -68,11 +67,10 @@ def check_launch_choice(*, recipe: str, accelerate_config: str, num_processes: i
             f'No accelerate config "{accelerate_config}": choose one of {", ".join(accelerate_configs())}.',
             field="accelerate_config",
         )
-    if recipe == Recipe.PPO:
-        from training.ppo import UNSUPPORTED_DISTRIBUTED_TYPES, UNSUPPORTED_REASON
-
-        if config.distributed_type in UNSUPPORTED_DISTRIBUTED_TYPES:
-            raise ConfigInvalid(f"{UNSUPPORTED_REASON}: choose another than {config.name}.", field="accelerate_config")
+    # A recipe that cannot run under some distributed types names them beside its Config (PPO).
+    module = recipe_module(recipe)
+    if config.distributed_type in getattr(module, "UNSUPPORTED_DISTRIBUTED_TYPES", ()):
+        raise ConfigInvalid(f"{module.UNSUPPORTED_REASON}: choose another than {config.name}.", field="accelerate_config")
     if num_processes is None:
         return
     if num_processes not in PROCESS_COUNTS:

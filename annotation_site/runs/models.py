@@ -5,16 +5,12 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from annotation_site.runs.recipes import RECIPES
 
-class Recipe(models.TextChoices):
-    """The recipes of training/ a run can launch; each is `python -m training.<value>`."""
 
-    REWARD_MODEL = "reward_model", "Reward model (§3.2.2)"
-    SFT = "sft", "Supervised fine-tuning (§3.1)"
-    REJECTION_SAMPLING = "rejection_sampling", "Rejection-sampling fine-tuning (§3.2.3)"
-    PPO = "ppo", "PPO (§3.2.3)"
-    EVALUATE_POLICY = "evaluate_policy", "Policy evaluation: is the new checkpoint better? (§3.4)"
-    EVALUATE_REWARD_MODEL = "evaluate_reward_model", "Reward-model evaluation: is the new reward model better? (§3.2.2)"
+# The recipes of training/ a run can launch, from the site's table (runs/recipes.py); each is
+# `python -m training.<value>`, its member named after the value (Recipe.PPO is "ppo").
+Recipe = models.TextChoices("Recipe", [(recipe.value.upper(), (recipe.value, recipe.label)) for recipe in RECIPES])
 
 
 class RunStatus(models.TextChoices):

@@ -5,35 +5,25 @@ from __future__ import annotations
 
 import io
 
-from annotation_site.runs.models import Recipe
-
-# Panels per recipe: (title, metrics.jsonl keys drawn in it). Panels with no data are left out.
-PANELS = {
-    Recipe.REWARD_MODEL: [("loss (eq. 2)", ["loss"]), ("pair accuracy (train batch)", ["accuracy"]),
-                          ("reward margin chosen - rejected", ["margin"]), ("learning rate", ["learning_rate"])],
-    Recipe.SFT: [("loss on answer tokens", ["loss", "eval_loss"]), ("token accuracy", ["mean_token_accuracy", "eval_mean_token_accuracy"]),
-                 ("learning rate", ["learning_rate"])],
-    Recipe.PPO: [("reward", ["reward", "helpfulness_score", "safety_score"]), ("KL to the reference", ["kl"]),
-                 ("policy and value loss", ["policy_loss", "value_loss"]), ("response length", ["response_length"])],
-    Recipe.REJECTION_SAMPLING: [("reward: best of K vs one sample", ["mean_best_reward", "mean_single_reward"]),
-                                ("gap best - single", ["best_minus_single"]), ("pool size", ["pool_size"])],
-}
+from annotation_site.runs.recipes import site_recipe
 
 
 def curves_png(recipe: str, rows: list[dict]) -> bytes | None:
-    """A PNG with one panel per available metric group against step (or iteration); None if empty."""
+    """A PNG with one panel per available metric group of the recipe's row (runs/recipes.py)
+    against its progress key; panels with no data are left out; None if none has any."""
     from matplotlib.figure import Figure
 
-    x_key = "iteration" if any("iteration" in row for row in rows) else "step"
+    recipe_row = site_recipe(recipe)
+    x_key = recipe_row.progress_key
     panels = []
-    for title, keys in PANELS.get(recipe, []):
+    for panel in recipe_row.panels:
         lines = []
-        for key in keys:
+        for key in panel.keys:
             points = [(row[x_key], row[key]) for row in rows if isinstance(row.get(key), int | float) and x_key in row]
             if points:
                 lines.append((key, points))
         if lines:
-            panels.append((title, lines))
+            panels.append((panel.title, lines))
     if not panels:
         return None
     figure = Figure(figsize=(5 * min(len(panels), 2), 3.4 * ((len(panels) + 1) // 2)))

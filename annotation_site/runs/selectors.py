@@ -10,7 +10,8 @@ from annotation_site.batches.models import Batch, BatchState
 from annotation_site.errors import NotFound
 from annotation_site.generation.models import Checkpoint, CheckpointKind, Deployment, Engine
 from annotation_site.runs import artifacts
-from annotation_site.runs.models import Recipe, RunStatus, TrainingRun
+from annotation_site.runs.models import RunStatus, TrainingRun
+from annotation_site.runs.recipes import Report, recipe_values
 
 
 def run_list() -> QuerySet[TrainingRun]:
@@ -43,7 +44,7 @@ def exported_batches() -> QuerySet[Batch]:
 
 
 def comparable_reward_model_runs() -> QuerySet[TrainingRun]:
-    return run_list().filter(recipe=Recipe.REWARD_MODEL, status=RunStatus.SUCCEEDED)
+    return run_list().filter(recipe__in=recipe_values(report=Report.TABLE_8), status=RunStatus.SUCCEEDED)
 
 
 @dataclass

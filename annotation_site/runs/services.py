@@ -51,16 +51,16 @@ from annotation_site.generation.paths import checkpoint_path
 from annotation_site.generation.services import checkpoint_create, deployment_create, deployment_update
 from annotation_site.runs import artifacts, launchers
 from annotation_site.runs.configs import (
-    CHECKPOINT_KIND,
-    USES_REWARD_MODELS,
     ConfigInvalid,
     check_paths_exist,
     config_yaml,
     is_batch_source,
+    launchable,
     resolve_config,
     stored_run_problems,
 )
-from annotation_site.runs.models import FINISHED_STATUSES, Recipe, RunStatus, TrainingRun
+from annotation_site.runs.models import FINISHED_STATUSES, RunStatus, TrainingRun
+from annotation_site.runs.recipes import USING_REWARD_MODELS, joined, recipe_values, site_recipe
 from annotation_site.runs.signals import run_finished
 from serving.processes import MARKER_ENV, LaunchedGroup, launched_group, stop_group
 
@@ -147,26 +147,26 @@ def run_launch(
 def _platform_values(*, recipe, base_checkpoint, helpfulness_reward_model, safety_reward_model, batches, guidelines,
                      compare_with, judge, data, previous_pools) -> dict:
     """The config keys the launch form's choices set: model, reward models, data, against, judge."""
+    row = launchable(recipe)
     values: dict = {}
-    scores_reward_models = recipe == Recipe.EVALUATE_REWARD_MODEL
+    scores_reward_models = row.scores_reward_models
     if base_checkpoint is not None:
         if scores_reward_models and base_checkpoint.kind != CheckpointKind.REWARD_MODEL:
-            raise ConfigInvalid(f'"{base_checkpoint.name}" is a {base_checkpoint.kind} checkpoint; a reward-model '
-                                "evaluation scores reward models.", field="base_checkpoint")
+            raise ConfigInvalid(f'"{base_checkpoint.name}" is a {base_checkpoint.kind} checkpoint; a {row.name.lower()} '
+                                "scores reward models.", field="base_checkpoint")
         # A reward model may continue from the last reward model (its scalar head is kept).
-        if base_checkpoint.kind == CheckpointKind.REWARD_MODEL and recipe not in (Recipe.REWARD_MODEL, Recipe.EVALUATE_REWARD_MODEL):
+        if base_checkpoint.kind == CheckpointKind.REWARD_MODEL and not (scores_reward_models or row.continues_reward_models):
             raise ConfigInvalid(
                 f'"{base_checkpoint.name}" is a reward model; every recipe starts from a chat model '
                 "(a reward model too: its LM head is replaced by a scalar head).", field="base_checkpoint",
             )
         values["model"] = checkpoint_path(base_checkpoint.path, field="base_checkpoint")
-    for field, checkpoint in (
-        ("helpfulness_reward_model", helpfulness_reward_model), ("safety_reward_model", safety_reward_model)
-    ):
+    for guideline, checkpoint in (("helpfulness", helpfulness_reward_model), ("safety", safety_reward_model)):
+        field = f"{guideline}_reward_model"
         if checkpoint is None:
             continue
-        if recipe not in USES_REWARD_MODELS:
-            raise ConfigInvalid(f"Only rejection sampling, PPO and policy evaluation use reward models; leave {field} empty.", field=field)
+        if guideline not in row.reward_models:
+            raise ConfigInvalid(f"Only {joined(USING_REWARD_MODELS)} runs use reward models; leave {field} empty.", field=field)
         if checkpoint.kind != CheckpointKind.REWARD_MODEL:
             raise ConfigInvalid(f'"{checkpoint.name}" is a {checkpoint.kind} checkpoint, not a reward model.', field=field)
         values[field] = checkpoint_path(checkpoint.path, field=field)
@@ -185,17 +185,17 @@ def _platform_values(*, recipe, base_checkpoint, helpfulness_reward_model, safet
             raise ConfigInvalid(f"{refused[0]!r} is not an exported folder under EXPORT_ROOT.", field="batches")
         values["data"] = data
     if previous_pools:
-        if recipe != Recipe.REJECTION_SAMPLING:
+        if recipe != "rejection_sampling":  # the recipe with previous_pools (training/rejection_sampling.py)
             raise ConfigInvalid("Only rejection sampling pools earlier answers; leave previous_pools empty.", field="previous_pools")
         pools = [artifacts.pool_path(run) for run in previous_pools]
         missing = [run.pk for run, pool in zip(previous_pools, pools) if pool is None]
         if missing:
             raise ConfigInvalid(f"Run {missing[0]} left no pool.jsonl to pool with.", field="previous_pools")
         values["previous_pools"] = [str(pool) for pool in pools]
+    comparing = joined(recipe_values(compares_checkpoints=True))
     if compare_with:
-        if recipe not in (Recipe.EVALUATE_POLICY, Recipe.EVALUATE_REWARD_MODEL):
-            raise ConfigInvalid("Only a policy evaluation compares checkpoints (and a reward-model evaluation, reward "
-                                "models); leave compare_with empty.", field="compare_with")
+        if not row.compares_checkpoints:
+            raise ConfigInvalid(f"Only {comparing} runs compare checkpoints; leave compare_with empty.", field="compare_with")
         wrong = [c.name for c in compare_with if (c.kind == CheckpointKind.REWARD_MODEL) != scores_reward_models]
         if wrong:
             raise ConfigInvalid(f'"{wrong[0]}" is {"not " if scores_reward_models else ""}a reward model; compare '
@@ -204,8 +204,9 @@ def _platform_values(*, recipe, base_checkpoint, helpfulness_reward_model, safet
         if base_checkpoint is not None:  # the tables name the checkpoints as the registry does
             values["labels"] = [base_checkpoint.name, *(checkpoint.name for checkpoint in compare_with)]
     if judge is not None:
-        if recipe != Recipe.EVALUATE_POLICY:
-            raise ConfigInvalid("Only a policy evaluation asks a judge; leave judge empty.", field="judge")
+        if not row.compares_checkpoints or scores_reward_models:
+            raise ConfigInvalid(f"Only {joined(recipe_values(compares_checkpoints=True, scores_reward_models=False))} runs "
+                                "ask a judge; leave judge empty.", field="judge")
         if judge.engine != Engine.VLLM or not judge.endpoint_url:
             raise ConfigInvalid(f'Deployment {judge.pk} runs on the local engine; a judge is asked over HTTP: pick a vLLM '
                                 "deployment with an endpoint URL.", field="judge")
@@ -410,7 +411,7 @@ def _succeed(run: TrainingRun, paths: artifacts.RunPaths, worker: str) -> str:
     try:
         with transaction.atomic():
             # A policy evaluation trains nothing: its folder holds tables and plots, no checkpoint.
-            checkpoint = _register_checkpoint(run, paths) if run.recipe in CHECKPOINT_KIND else None
+            checkpoint = _register_checkpoint(run, paths) if site_recipe(run.recipe).checkpoint_kind else None
             updated = TrainingRun.objects.filter(pk=run.pk, worker=worker, status=RunStatus.RUNNING).update(
                 status=RunStatus.SUCCEEDED, checkpoint=checkpoint, progress=1.0, finished_at=timezone.now(),
                 process_group=None, **_resumed(run),
@@ -433,7 +434,7 @@ def _register_checkpoint(run: TrainingRun, paths: artifacts.RunPaths) -> Checkpo
     """Register the run's output through the generation app, named after the run, parent = base."""
     config_file = paths.out / "config.yaml"
     config = yaml.safe_load(config_file.read_text()) if config_file.is_file() else artifacts.run_config(run)
-    kind = CHECKPOINT_KIND[run.recipe]
+    kind = site_recipe(run.recipe).checkpoint_kind
     notes = f"Trained by run {run.pk} ({run.recipe}{', ' + run.config_name if run.config_name else ''})."
     fields = dict(
         path=str(paths.out), kind=kind, parent=run.base_checkpoint, run=str(run.pk), notes=notes,
@@ -578,10 +579,10 @@ def run_deploy(
     samples; `only_this` disables every other deployment (else the newest checkpoints share the work)."""
     if run.status != RunStatus.SUCCEEDED or run.checkpoint is None:
         raise ApplicationError(f"Run {run.pk} is {run.status}: only a succeeded run's checkpoint can be deployed.")
-    if run.recipe == Recipe.REWARD_MODEL:
+    if not site_recipe(run.recipe).deployable:
         raise ApplicationError(
-            f'Run {run.pk} trained a reward model: it scores answers and cannot generate them. Use it in '
-            "a rejection-sampling or PPO run instead."
+            f"Run {run.pk} trained a {run.checkpoint.get_kind_display().lower()}: it scores answers and cannot generate "
+            f"them. Use it in a {joined(USING_REWARD_MODELS, last='or')} run instead."
         )
     with transaction.atomic():
         deployment = deployment_create(

@@ -14,8 +14,9 @@ from annotation_site.errors import ApplicationError, NotFound
 from annotation_site.runs import artifacts, selectors, services
 from annotation_site.runs.configs import tunable_keys
 from annotation_site.runs.forms import CompareForm, DeployForm, LaunchForm
-from annotation_site.runs.models import Recipe, RunStatus
+from annotation_site.runs.models import RunStatus
 from annotation_site.runs.plots import curves_png
+from annotation_site.runs.recipes import RECIPES, Report, site_recipe
 
 RESEARCH_ROLES = (Role.RESEARCHER, Role.ADMIN)
 
@@ -35,7 +36,7 @@ def dashboard(request):
 
 @role_required(*RESEARCH_ROLES)
 def launch(request):
-    form = LaunchForm(request.POST or None, initial={"recipe": request.GET.get("recipe", Recipe.REWARD_MODEL)})
+    form = LaunchForm(request.POST or None, initial={"recipe": request.GET.get("recipe", RECIPES[0].value)})
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
@@ -60,22 +61,24 @@ def launch(request):
 @role_required(*RESEARCH_ROLES)
 def detail(request, run_id: int):
     run = _run(run_id)
+    recipe = site_recipe(run.recipe)
     evaluation = artifacts.eval_results(run)
     comparison = policy_evaluation = None
-    if run.recipe == Recipe.REWARD_MODEL and evaluation and evaluation.get("splits"):
+    if recipe.report == Report.TABLE_8 and evaluation and evaluation.get("splits"):
         comparison = selectors.reward_model_comparison([run])
-    if run.recipe == Recipe.EVALUATE_POLICY and evaluation and isinstance(evaluation.get("pairs"), list):
+    if recipe.report == Report.POLICY_EVALUATION and evaluation and isinstance(evaluation.get("pairs"), list):
         policy_evaluation = evaluation
+    plots = artifacts.plot_names(run)
     return render(request, "runs/detail.html", {
         "run": run,
         "evaluation": evaluation,
         "eval_sections": _eval_sections(evaluation) if evaluation and comparison is None and policy_evaluation is None else [],
         "comparison": comparison,
         "policy_evaluation": policy_evaluation,
-        "plots": artifacts.plot_names(run),
+        "plots": plots,
+        "live_curves": bool(recipe.panels) and (not plots or recipe.keeps_curves),
         "log_tail": artifacts.log_tail(run),
-        "deploy_form": DeployForm() if run.status == RunStatus.SUCCEEDED and run.checkpoint
-                       and run.recipe != Recipe.REWARD_MODEL else None,
+        "deploy_form": DeployForm() if run.status == RunStatus.SUCCEEDED and run.checkpoint and recipe.deployable else None,
         "deployments": run.checkpoint.deployments.all() if run.checkpoint else [],
         "progress_url": reverse("api-run-progress", args=[run.pk]),
     })

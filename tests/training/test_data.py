@@ -112,3 +112,14 @@ def test_bad_sources_are_config_errors(tmp_path):
         parse_sources([{"path": str(tmp_path), "share": 0.5}])
     with pytest.raises(DataError, match="not an exported folder"):
         load_preferences(parse_sources([str(tmp_path / "nope")]))
+
+
+def test_a_folder_in_a_newer_export_format_is_refused_with_what_to_do(tmp_path):
+    from training.export_format import FORMAT_VERSION, MANIFEST_FILE
+
+    folder = write_exported_batch(tmp_path / "w48", n_train=4)
+    manifest = json.loads((folder / MANIFEST_FILE).read_text())
+    load_preferences(parse_sources([str(folder)]))  # the version this code writes is read
+    (folder / MANIFEST_FILE).write_text(json.dumps({**manifest, "format_version": FORMAT_VERSION + 1}))
+    with pytest.raises(DataError, match=f"export format {FORMAT_VERSION + 1}, newer than this code reads"):
+        load_preferences(parse_sources([str(folder)]))

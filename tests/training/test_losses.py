@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from training.losses import MARGIN_TABLES, ranking_accuracy, ranking_loss, rating_margin
+from training.export_format import MARGIN_TABLES, rating_margin
+from training.losses import ranking_accuracy, ranking_loss
 
 
 def by_hand(chosen: float, rejected: float, margin: float) -> float:

@@ -12,7 +12,8 @@ from training import reward_model
 from training.config import load_config
 from training.data import DataError, load_preferences, parse_sources
 from training.evaluation import score_pairs
-from training.losses import ranking_loss, rating_margin
+from training.export_format import rating_margin
+from training.losses import ranking_loss
 
 TINY_RUN = {
     "batch_size": 8,

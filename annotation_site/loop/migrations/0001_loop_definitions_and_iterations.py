@@ -13,7 +13,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ('batches', '0003_weekly_schedule'),
         ('generation', '0007_claim_selection'),
-        ('runs', '0006_evaluate_reward_model_recipe'),
+        ('runs', '0007_evaluate_reward_model_recipe'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

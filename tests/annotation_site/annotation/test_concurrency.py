@@ -1,4 +1,9 @@
-"""Many annotators at once on the real PostgreSQL: no over-assignment, no lost or doubled submit."""
+"""Many annotators at once: no over-assignment, no lost or doubled submit.
+
+Threads with their own connections, on both databases: PostgreSQL's row locks (SKIP LOCKED) and
+SQLite's single writer (IMMEDIATE transactions, the demo) must each keep the counts exact. The
+one-statement claim is PostgreSQL's function, so that test takes the `postgres` fixture.
+"""
 from __future__ import annotations
 
 import threading
@@ -12,7 +17,7 @@ from annotation_site.annotation import services
 from annotation_site.annotation.models import Assignment, AssignmentStatus, Comparison, Item, ItemStatus
 from tests.annotation_site.annotation.factories import make_annotator, make_ready_item
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 ANNOTATORS = 12
 ITEMS = 30
@@ -31,7 +36,7 @@ def in_own_connection(work):
     return run
 
 
-def test_many_annotators_claiming_and_submitting_at_once_fill_every_slot_exactly_once(postgres):
+def test_many_annotators_claiming_and_submitting_at_once_fill_every_slot_exactly_once():
     items = [make_ready_item(overlap=OVERLAP) for _ in range(ITEMS)]
     annotators = [make_annotator(f"ann{i}") for i in range(ANNOTATORS)]
     start = threading.Barrier(ANNOTATORS)
@@ -71,7 +76,7 @@ def test_many_annotators_claiming_and_submitting_at_once_fill_every_slot_exactly
     assert sum(result.count(-1) for result in results) > 0  # skips happened and their slots were refilled
 
 
-def test_two_simultaneous_submits_of_one_assignment_store_one_comparison(postgres):
+def test_two_simultaneous_submits_of_one_assignment_store_one_comparison():
     make_ready_item()
     annotator = make_annotator()
     assignment = services.assignment_claim_next(annotator=annotator)

@@ -1,4 +1,9 @@
-"""Exactly-once closing on the real PostgreSQL, with real concurrent transactions (threads, own connections)."""
+"""Exactly-once closing with real concurrent transactions (threads, own connections).
+
+Submits during a close and simultaneous closes run on both databases. The two tests that hold one
+transaction open while another writes need PostgreSQL: SQLite has one writer at a time, so there the
+second writer waits for the first to commit and the interleaving they check cannot happen.
+"""
 from __future__ import annotations
 
 import datetime as dt
@@ -15,7 +20,7 @@ from annotation_site.batches.models import Batch
 from annotation_site.batches.tasks import batch_close_weekly
 from tests.annotation_site.batches.factories import make_annotator, make_item, submit_through_annotation
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def in_thread(target, *args):
@@ -92,7 +97,7 @@ def test_a_comparison_committed_while_a_batch_closes_goes_to_the_next_batch(post
     assert list(next_week_close(batch).comparisons.values_list("id", flat=True)) == [late_id]
 
 
-def test_comparisons_submitted_during_a_close_land_in_exactly_one_batch(postgres):
+def test_comparisons_submitted_during_a_close_land_in_exactly_one_batch():
     annotators = [make_annotator() for _ in range(4)]
     for _ in range(4 * 15):
         make_item()
@@ -153,7 +158,7 @@ def test_two_closes_of_the_same_week_at_once_make_one_batch(postgres):
     assert Comparison.objects.filter(batch=batch_a).count() == 5 == batch_a.counts["comparisons"]
 
 
-def test_many_simultaneous_closes_and_a_retried_weekly_task_change_nothing(postgres, monkeypatch):
+def test_many_simultaneous_closes_and_a_retried_weekly_task_change_nothing(monkeypatch):
     for _ in range(6):
         make_item()
         submit_through_annotation(make_annotator())

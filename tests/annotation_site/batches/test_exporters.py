@@ -14,9 +14,11 @@ from django.db import connection
 
 from annotation_site.annotation.models import Comparison, Demonstration
 from annotation_site.batches import services
-from annotation_site.batches import exporters
-from annotation_site.batches.exporters import MARGIN_TABLES, item_hash
+from annotation_site.batches.export import files, writers
+from annotation_site.batches.export.rows import item_hash
 from annotation_site.batches.models import Batch, BatchState
+from training import export_format
+from training.export_format import MARGIN_TABLES
 from tests.annotation_site.batches.factories import (
     make_annotator,
     make_comparison,
@@ -132,8 +134,7 @@ def test_hh_transcripts_and_sft_demonstrations_follow_their_formats():
 
 
 def test_every_exported_line_has_its_keys_sorted_at_every_level():
-    # Sorted keys make the bytes independent of how a row was built; the encoder writes them in
-    # that order itself rather than asking orjson to sort each row.
+    # Sorted keys make the bytes independent of how a row was built.
     make_mixed_week(annotators=2, per_annotator=4)
     make_demonstration()
     folder = Path(close_and_export().export_path)
@@ -262,8 +263,8 @@ def test_files_written_in_many_chunks_and_row_groups_hold_the_same_rows(monkeypa
     make_mixed_week(annotators=3, per_annotator=7)
     make_demonstration()
     batch = close_and_export()
-    monkeypatch.setattr(exporters._HashingFile, "BLOCK_BYTES", 4096)
-    monkeypatch.setattr(exporters, "PARQUET_ROW_GROUP_ROWS", 3)
+    monkeypatch.setattr(files.LineFile, "BLOCK_BYTES", 4096)
+    monkeypatch.setattr(writers, "PARQUET_ROW_GROUP_ROWS", 3)
     services.batch_write_copy(batch=batch, out_dir=tmp_path / "pieces")
     whole, pieces = Path(batch.export_path), tmp_path / "pieces"
     for name in ("preferences.train.jsonl", "preferences.test.jsonl", "hh.train.jsonl", "hh.test.jsonl", "sft.jsonl"):
@@ -290,10 +291,10 @@ def test_lines_cross_file_blocks_whole_and_hashed_with_or_without_o_direct(o_dir
             return real_open(path, flags, *args)
 
         monkeypatch.setattr(os, "open", refusing_open)
-    monkeypatch.setattr(exporters._HashingFile, "BLOCK_BYTES", 4096)
+    monkeypatch.setattr(files.LineFile, "BLOCK_BYTES", 4096)
     lines = [b"%d %s\n" % (n, b"x" * (n * 377 % 10_000)) for n in range(60)]  # some longer than a block
-    background = exporters._Background(depth=2)
-    out = exporters._HashingFile(tmp_path / "lines.jsonl", background)
+    background = files.Background(depth=2)
+    out = files.LineFile(tmp_path / "lines.jsonl", background)
     if o_direct == "refused":
         assert not fcntl.fcntl(out.handle.fileno(), fcntl.F_GETFL) & os.O_DIRECT
     for line in lines:
@@ -306,7 +307,7 @@ def test_lines_cross_file_blocks_whole_and_hashed_with_or_without_o_direct(o_dir
 
 
 def test_the_background_writer_runs_jobs_in_order_and_raises_the_first_failure():
-    background = exporters._Background(depth=2)
+    background = files.Background(depth=2)
     done = []
     for n in range(5):
         background.submit(done.append, n)
@@ -485,3 +486,86 @@ def test_no_pair_of_a_file_imported_as_test_data_is_ever_trained_on(tmp_path, se
         assert not trained_questions & test_questions
         assert test_questions <= evaluated_questions
         assert len(trained_questions | evaluated_questions) == 17
+
+
+# --- the contract both sides read (training/export_format.py) ------------------------------------
+
+
+def test_the_contracts_ratings_guidelines_and_safety_bins_are_the_databases_choices():
+    from annotation_site.annotation.models import GuidelineKind, Rating, SafetyBin
+
+    assert export_format.RATINGS == tuple(Rating.values)
+    assert export_format.GUIDELINES == tuple(GuidelineKind.values)
+    assert export_format.SAFETY_BINS == tuple(SafetyBin.values)
+
+
+def test_the_exported_folder_is_read_by_the_training_loader_through_the_contract(settings):
+    from training.data import load_eval_splits, load_preferences, load_sft, parse_sources
+
+    settings.BATCH_MARGIN_TABLE = "large"
+    made = make_mixed_week(annotators=3, per_annotator=6)
+    make_demonstration()
+    folder = Path(close_and_export().export_path)
+    manifest = json.loads((folder / export_format.MANIFEST_FILE).read_text())
+    assert manifest["format_version"] == export_format.FORMAT_VERSION
+    assert manifest["margins"] == export_format.MARGIN_TABLES["large"]
+
+    sources = parse_sources([str(folder)])
+    trained, _ = load_preferences(sources)
+    evaluated, _ = load_eval_splits(sources)
+    rows = trained + [row for split in evaluated.values() for row in split]
+    assert sorted(row["comparison_id"] for row in rows) == sorted(c.id for c in made)
+    for row in rows:
+        assert tuple(row) == tuple(sorted(export_format.PREFERENCE_FIELDS))
+        # What the reward-model recipe computes from the rating is what the exporter wrote.
+        assert row["margin"] == export_format.rating_margin(row["rating"], row["margin_table"])
+    for name in export_format.HH_FILES.values():
+        for line in read_jsonl(folder / name):
+            assert set(line) == set(export_format.HH_FIELDS)
+    demonstrations, _ = load_sft(sources)
+    assert [set(row) for row in demonstrations] == [set(export_format.SFT_FIELDS)]
+
+
+def test_the_manifest_lists_exactly_the_files_of_the_writers():
+    from annotation_site.batches import export
+
+    make_mixed_week(annotators=2, per_annotator=3)
+    make_demonstration()
+    folder = Path(close_and_export().export_path)
+    manifest = json.loads((folder / export_format.MANIFEST_FILE).read_text())
+    kinds = export.COMPARISON_WRITERS + export.DEMONSTRATION_WRITERS + export.RETRACTED_WRITERS
+    written = {name for kind in kinds for name in kind.FILES}
+    assert set(manifest["files"]) == written
+    assert {p.name for p in folder.iterdir()} == written | {export_format.MANIFEST_FILE, export_format.DATA_CARD_FILE}
+
+
+class _ComparisonIds:
+    """A format of one line per comparison id, as a new writer would be."""
+
+    FILES = ("ids.txt",)
+
+    def __init__(self, folder, options, background):
+        self.file = files.LineFile(folder / "ids.txt", background)
+        self.outputs = [self.file]
+
+    def add(self, row):
+        self.file.add_line(b"%d\n" % row.comparison_id)
+
+    def close(self):
+        self.file.close()
+
+
+def test_a_new_format_is_one_writer_and_one_entry_in_the_list(monkeypatch, tmp_path):
+    from annotation_site.batches import export
+
+    made = make_mixed_week(annotators=2, per_annotator=4)
+    batch = close_and_export()
+    monkeypatch.setattr(export, "COMPARISON_WRITERS", (*export.COMPARISON_WRITERS, _ComparisonIds))
+    manifest = services.batch_write_copy(batch=batch, out_dir=tmp_path / "copy")
+    ids = (tmp_path / "copy" / "ids.txt").read_bytes()
+    assert sorted(int(line) for line in ids.split()) == sorted(c.id for c in made)
+    assert manifest["files"]["ids.txt"] == {"rows": len(made), "sha256": hashlib.sha256(ids).hexdigest()}
+    assert "`ids.txt`" in (tmp_path / "copy" / export_format.DATA_CARD_FILE).read_text()
+    for name in manifest["files"]:
+        if name != "ids.txt":
+            assert (tmp_path / "copy" / name).read_bytes() == (Path(batch.export_path) / name).read_bytes(), name

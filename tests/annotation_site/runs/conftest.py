@@ -8,6 +8,7 @@ from annotation_site.accounts.services import user_create
 from annotation_site.batches.models import Batch, BatchState
 from annotation_site.generation.models import Checkpoint, CheckpointKind
 from annotation_site.runs import services
+from tests.training.rlhf_models import build_tiny_reward_model
 from training.synthetic_batch import write_exported_batch
 
 # Settings of the tiny recipes: a few steps on CPU in fp32, eval small.
@@ -16,6 +17,23 @@ TINY_REWARD_MODEL = [
     "batch_size=4", "per_device_batch_size=4", "epochs=1", "bf16=false", "max_length=256",
     "learning_rate=3e-3", "eval_batch_size=8", "warmup_min_steps=0",
 ]
+TINY_EVALUATION = ["engine=local", "max_new_tokens=8", "prompts_per_guideline=3", "temperature=1.0"]
+# Every recipe of the site's table (runs/recipes.py), small enough for seconds on CPU.
+TINY = {
+    "reward_model": TINY_REWARD_MODEL,
+    "sft": TINY_SFT,
+    "rejection_sampling": [
+        "engine=local", "iterations=2", "prompts_per_iteration=3", "samples_per_prompt=2", "max_new_tokens=8",
+        "sft={epochs: 1, batch_size: 2, per_device_batch_size: 2, learning_rate: 1e-3, max_length: 256, bf16: false, eval_fraction: 0.0}",
+    ],
+    "ppo": [
+        "iterations=2", "batch_size=4", "minibatch_size=2", "micro_batch_size=2", "generation_batch_size=4",
+        "forward_batch_size=4", "max_new_tokens=8", "learning_rate=1e-3", "bf16=false",
+    ],
+    "grpo": ["num_generations=2", "batch_size=4", "per_device_batch_size=4", "max_steps=2", "max_new_tokens=8",
+             "learning_rate=1e-3", "bf16=false"],
+    "evaluate_policy": TINY_EVALUATION,
+}
 
 
 @pytest.fixture(autouse=True)
@@ -63,6 +81,25 @@ def exported_batch(db, settings) -> Batch:
     return Batch.objects.create(week="2026-W48", state=BatchState.EXPORTED, export_path=str(settings.EXPORT_ROOT / "2026-W48"))
 
 
+@pytest.fixture
+def evaluation_checkpoints(db, tiny_model_dir, tmp_path_factory):
+    """Two chat checkpoints to compare (a tiny PPO policy and the tiny SFT model) and the two
+    tiny reward models of eq. 3, registered."""
+    from training.tiny_model import build_tiny_chat_model
+
+    root = tmp_path_factory.mktemp("evaluation-checkpoints")
+    return {
+        "new": Checkpoint.objects.create(name="policy-new", path=str(build_tiny_chat_model(root / "new", seed=5)),
+                                         kind=CheckpointKind.PPO),
+        "old": Checkpoint.objects.create(name="policy-old", path=str(tiny_model_dir), kind=CheckpointKind.SFT),
+        "helpfulness": Checkpoint.objects.create(
+            name="rm-h", kind=CheckpointKind.REWARD_MODEL,
+            path=str(build_tiny_reward_model(tiny_model_dir, root / "rm-h", seed=1))),
+        "safety": Checkpoint.objects.create(
+            name="rm-s", kind=CheckpointKind.REWARD_MODEL,
+            path=str(build_tiny_reward_model(tiny_model_dir, root / "rm-s", seed=2))),
+    }
+
+
 def launch(researcher, *, recipe="sft", overrides=None, **kwargs):
-    tiny = TINY_SFT if recipe == "sft" else TINY_REWARD_MODEL
-    return services.run_launch(recipe=recipe, launched_by=researcher, overrides=tiny + list(overrides or []), **kwargs)
+    return services.run_launch(recipe=recipe, launched_by=researcher, overrides=TINY[recipe] + list(overrides or []), **kwargs)

@@ -3,33 +3,12 @@ checkpoint, and its page shows the win-rate tables and the Fig. 20 plot."""
 import pytest
 from rest_framework.test import APIClient
 
-from annotation_site.generation.models import Checkpoint, CheckpointKind
+from annotation_site.generation.models import Checkpoint
 from annotation_site.runs import services
 from annotation_site.runs.configs import ConfigInvalid
 from annotation_site.runs.models import Recipe, RunStatus
 from annotation_site.runs.tasks import run_training
-from tests.training.rlhf_models import build_tiny_reward_model
-
-TINY_EVALUATION = ["engine=local", "max_new_tokens=8", "prompts_per_guideline=3", "temperature=1.0"]
-
-
-@pytest.fixture
-def evaluation_checkpoints(db, tiny_model_dir, tmp_path_factory):
-    from training.tiny_model import build_tiny_chat_model
-
-    root = tmp_path_factory.mktemp("evaluation-checkpoints")
-    return {
-        "new": Checkpoint.objects.create(name="policy-new", path=str(build_tiny_chat_model(root / "new", seed=5)),
-                                         kind=CheckpointKind.PPO),
-        "old": Checkpoint.objects.create(name="policy-old", path=str(tiny_model_dir), kind=CheckpointKind.SFT),
-        "helpfulness": Checkpoint.objects.create(
-            name="rm-h", kind=CheckpointKind.REWARD_MODEL,
-            path=str(build_tiny_reward_model(tiny_model_dir, root / "rm-h", seed=1))),
-        "safety": Checkpoint.objects.create(
-            name="rm-s", kind=CheckpointKind.REWARD_MODEL,
-            path=str(build_tiny_reward_model(tiny_model_dir, root / "rm-s", seed=2))),
-    }
-
+from tests.annotation_site.runs.conftest import TINY_EVALUATION
 
 def launch_evaluation(researcher, checkpoints, batch, **kwargs):
     return services.run_launch(
@@ -87,7 +66,7 @@ def test_the_launch_form_offers_the_checkpoints_to_compare_with(client, research
 
 @pytest.mark.django_db
 def test_comparing_is_for_evaluations_and_chat_checkpoints_only(researcher, evaluation_checkpoints, exported_batch):
-    with pytest.raises(ConfigInvalid, match="Only a policy evaluation compares checkpoints"):
+    with pytest.raises(ConfigInvalid, match="Only evaluate_policy and evaluate_reward_model runs compare checkpoints"):
         services.run_launch(recipe=Recipe.SFT, launched_by=researcher, compare_with=[evaluation_checkpoints["old"]])
     with pytest.raises(ConfigInvalid, match="is a reward model; compare chat checkpoints"):
         services.run_launch(recipe=Recipe.EVALUATE_POLICY, launched_by=researcher,
@@ -119,5 +98,5 @@ def test_a_vllm_deployment_can_be_the_judge(researcher, evaluation_checkpoints, 
     local = Deployment.objects.create(checkpoint=evaluation_checkpoints["old"], engine="local")
     with pytest.raises(ConfigInvalid, match="a judge is asked over HTTP"):
         launch_evaluation(researcher, evaluation_checkpoints, exported_batch, judge=local)
-    with pytest.raises(ConfigInvalid, match="Only a policy evaluation asks a judge"):
+    with pytest.raises(ConfigInvalid, match="Only evaluate_policy runs ask a judge"):
         services.run_launch(recipe=Recipe.SFT, launched_by=researcher, judge=judge)

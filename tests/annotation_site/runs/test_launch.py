@@ -23,7 +23,7 @@ def test_every_shipped_config_is_listed_under_the_recipe_its_launch_command_runs
     assert configs["sft_smollm2_cpu.yaml"] == "sft"
     assert configs["reward_model_helpfulness.yaml"] == configs["reward_model_smollm2_cpu.yaml"] == "reward_model"
     assert configs["ppo.yaml"] == "ppo" and configs["rejection_sampling.yaml"] == "rejection_sampling"
-    assert "grpo.yaml" not in configs  # no dashboard recipe for it
+    assert configs["grpo.yaml"] == "grpo"
     api = APIClient()
     api.force_authenticate(researcher)
     listed = api.get("/api/runs/configs/?recipe=ppo").json()
@@ -58,7 +58,7 @@ def test_checkpoints_and_batches_must_fit_the_recipe(client, researcher, base_ch
     as_base = post_launch(client, researcher, base_checkpoint=reward_model.pk, overrides="data=[x]")
     assert "is not one of the available choices" in str(as_base.context["form"].errors["base_checkpoint"])
     with_rm = post_launch(client, researcher, base_checkpoint=base_checkpoint.pk, helpfulness_reward_model=reward_model.pk, overrides="data=[x]")
-    assert "Only rejection sampling, PPO and policy evaluation use reward models" in str(with_rm.context["form"].errors["helpfulness_reward_model"])
+    assert "Only rejection_sampling, ppo, grpo and evaluate_policy runs use reward models" in str(with_rm.context["form"].errors["helpfulness_reward_model"])
     closed = Batch.objects.create(week="2026-W47", state=BatchState.CLOSED)
     unexported = post_launch(client, researcher, base_checkpoint=base_checkpoint.pk, batches=[closed.pk])
     assert "is not one of the available choices" in str(unexported.context["form"].errors["batches"])
