@@ -143,3 +143,20 @@ def test_the_reward_model_gate_keeps_the_reward_model_in_use_when_the_new_one_is
     sampling = iteration.steps.get(kind=StepKind.REJECTION_SAMPLING).run
     assert sampling.config_text.count(in_use.path) == 1 and safety.path in sampling.config_text
     iteration_cancel(iteration=iteration, actor=researcher)
+
+
+def test_with_ppo_on_the_policy_evaluated_is_ppo_from_the_rejection_sampling_checkpoint(
+    make_loop, researcher, deployed, batch, enqueued
+):
+    from tests.annotation_site.runs.conftest import TINY
+
+    loop = make_loop(ppo=True, ppo_overrides=TINY["ppo"])
+    iteration = drive(iteration_start(definition=loop, trigger=Trigger.MANUAL, started_by=researcher),
+                      stop=lambda it: it.steps.filter(kind=StepKind.EVALUATION, run__isnull=False).exists())
+
+    sampling = iteration.steps.get(kind=StepKind.REJECTION_SAMPLING).run
+    ppo = iteration.steps.get(kind=StepKind.PPO).run
+    assert ppo.recipe == Recipe.PPO and ppo.status == RunStatus.SUCCEEDED and ppo.base_checkpoint == sampling.checkpoint
+    assert iteration.policy_checkpoint == ppo.checkpoint
+    assert iteration.steps.get(kind=StepKind.EVALUATION).run.base_checkpoint == ppo.checkpoint
+    iteration_cancel(iteration=iteration, actor=researcher)
