@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "annotation_site.runs",
     "annotation_site.evaluation",
     "annotation_site.quality",
+    "annotation_site.loop",
 ]
 
 MIDDLEWARE = [
@@ -80,6 +81,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "annotation_site.loop.context_processors.loop_outcomes",
             ],
         },
     },
@@ -222,6 +224,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Two models have a `kind` choice field (checkpoints, loop steps): each enum gets its own name.
+    "ENUM_NAME_OVERRIDES": {
+        "CheckpointKindEnum": "annotation_site.generation.models.CheckpointKind",
+        "LoopStepKindEnum": "annotation_site.loop.models.StepKind",
+    },
 }
 
 # --- Annotation -------------------------------------------------------------------------------
@@ -452,3 +459,16 @@ QUALITY_POSITION_BIAS = env_float("QUALITY_POSITION_BIAS", 0.1)
 # Initial beat intervals: scoring new comparisons with the reward models, and refreshing the flags.
 QUALITY_RM_SCORE_INTERVAL_S = env_int("QUALITY_RM_SCORE_INTERVAL_S", 600, minimum=1)
 QUALITY_FLAGS_INTERVAL_S = env_int("QUALITY_FLAGS_INTERVAL_S", 900, minimum=1)
+
+
+# --- The weekly loop (loop app) -----------------------------------------------------------------
+# Beat's tick: start the iterations a batch's export triggers, advance running ones, poll canaries.
+LOOP_TICK_INTERVAL_S = env_int("LOOP_TICK_INTERVAL_S", 60, minimum=1)
+# Mail of each iteration's outcome to researchers and admins; empty EMAIL_HOST: no mail (the outcome
+# is on the loop's pages and in the log).
+EMAIL_HOST = env_str("EMAIL_HOST", "")
+EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "rlhf-loop@localhost")

@@ -29,11 +29,13 @@ urlpatterns = [
     path("api/", include("annotation_site.batches.api_urls")),
     path("api/", include("annotation_site.runs.api_urls")),
     path("api/", include("annotation_site.quality.api_urls")),
+    path("api/", include("annotation_site.loop.api_urls")),
     path("batches/", include("annotation_site.batches.urls")),
     path("runs/", include("annotation_site.runs.urls")),
     path("api/", include("annotation_site.evaluation.api_urls")),
     path("", include("annotation_site.evaluation.urls")),
     path("quality/", include("annotation_site.quality.urls")),
+    path("loop/", include("annotation_site.loop.urls")),
     path("", include("annotation_site.annotation.urls")),
 ]
 

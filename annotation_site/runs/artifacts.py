@@ -167,6 +167,12 @@ def eval_results(run: TrainingRun) -> dict | None:
         return None
 
 
+def pool_path(run: TrainingRun) -> Path | None:
+    """The pooled best answers a finished rejection-sampling run kept (pool.jsonl), if any."""
+    path = run_paths(run).out / "pool.jsonl"
+    return path if run.recipe == "rejection_sampling" and path.is_file() else None
+
+
 def plot_names(run: TrainingRun) -> list[str]:
     """The PNG plots the recipe wrote (loss_curve.png, reward_distribution.png, curves.png, ...)."""
     folder = run_paths(run).artifacts()

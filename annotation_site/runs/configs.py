@@ -215,7 +215,9 @@ def stored_run_problems(run) -> list[str]:
         elif key in ("judge_url", "judge_model"):  # a vLLM deployment's endpoint, itself checked when it was saved
             allowed = Deployment.objects.filter(**{"endpoint_url" if key == "judge_url" else "model_name": value}).exists()
         elif key == "data":
-            allowed = isinstance(value, list) and all(_is_batch_source(source) for source in value)
+            allowed = isinstance(value, list) and all(is_batch_source(source) for source in value)
+        elif key == "previous_pools":  # pool.jsonl files of earlier runs of this site
+            allowed = isinstance(value, list) and all(_is_run_pool(path) for path in value)
         else:
             allowed = not untunable_keys({key: value}, module.TUNABLE_KEYS)
         if not allowed:
@@ -223,15 +225,32 @@ def stored_run_problems(run) -> list[str]:
     return problems
 
 
-def _is_batch_source(source) -> bool:
-    """A data source as the launch form writes it: an exported batch folder, maybe with guidelines."""
-    if not isinstance(source, dict) or set(source) - {"path", "guidelines"} or not isinstance(source.get("path"), str):
+# The keys of a data source the platform may write (training/data.py DataSource), with their types.
+_SOURCE_KEYS = {"path": str, "name": str, "guidelines": list, "share": (int, float), "weight": (int, float), "evaluate": bool}
+
+
+def is_batch_source(source) -> bool:
+    """A data source as the platform writes it: an exported folder under EXPORT_ROOT, maybe with a
+    name, guidelines, a share or weight of the mix (the weekly loop's mixes), and whether to evaluate."""
+    if not isinstance(source, dict) or set(source) - set(_SOURCE_KEYS) or not isinstance(source.get("path"), str):
+        return False
+    if not all(isinstance(value, _SOURCE_KEYS[key]) for key, value in source.items()):
         return False
     try:
         folder = Path(source["path"]).resolve(strict=True)
     except (OSError, RuntimeError):
         return False
     return folder.is_dir() and folder.is_relative_to(Path(settings.EXPORT_ROOT).resolve())
+
+
+def _is_run_pool(path) -> bool:
+    if not isinstance(path, str) or Path(path).name != "pool.jsonl":
+        return False
+    try:
+        resolved = Path(path).resolve(strict=True)
+    except (OSError, RuntimeError):
+        return False
+    return resolved.is_file() and resolved.is_relative_to(Path(settings.CHECKPOINT_ROOT).resolve() / "runs")
 
 
 # The form field that fixes a missing path of each config key, when the form did not set it by an

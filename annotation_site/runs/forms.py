@@ -24,7 +24,9 @@ COMPARING = joined(recipe_values(compares_checkpoints=True))
 
 
 class LaunchForm(forms.Form):
-    recipe = forms.ChoiceField(choices=Recipe.choices)
+    # The recipes the form can launch (runs/recipes.py `on_the_form`).
+    recipe = forms.ChoiceField(choices=[(value, label) for value, label in Recipe.choices
+                                        if value in recipe_values(on_the_form=True)])
     config_name = forms.ChoiceField(
         label="Shipped config", required=False,
         help_text="A file of training/configs/ for this recipe; empty: the recipe's defaults (the paper's settings).",

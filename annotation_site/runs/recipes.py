@@ -62,6 +62,14 @@ class SiteRecipe:
     # `keeps_curves` (when those PNGs do not draw the panels, e.g. GRPO plots only TRL's loss).
     panels: tuple[Panel, ...]
     keeps_curves: bool = False
+    # Its start checkpoint and the ones it compares with are reward models (the reward-model
+    # evaluation); else they are chat checkpoints.
+    scores_reward_models: bool = False
+    # It may start from a reward model and continue it (the weekly loop's "continue the last RM").
+    continues_reward_models: bool = False
+    # Offered by the dashboard's launch form; the reward-model evaluation is launched by the weekly
+    # loop (the form's checkpoint fields list chat checkpoints only).
+    on_the_form: bool = True
 
     @property
     def module(self) -> str:
@@ -74,7 +82,7 @@ RECIPES: tuple[SiteRecipe, ...] = (
     SiteRecipe(
         value="reward_model", label="Reward model (§3.2.2)", name="Reward model",
         checkpoint_kind="reward_model", deployable=False, progress_key="step", total_key="max_steps",
-        reward_models=(), compares_checkpoints=False, report=Report.TABLE_8,
+        reward_models=(), compares_checkpoints=False, report=Report.TABLE_8, continues_reward_models=True,
         panels=(Panel("loss (eq. 2)", ("loss",)), Panel("pair accuracy (train batch)", ("accuracy",)),
                 Panel("reward margin chosen - rejected", ("margin",)), LEARNING_RATE),
     ),
@@ -113,6 +121,12 @@ RECIPES: tuple[SiteRecipe, ...] = (
         checkpoint_kind=None, deployable=False, progress_key="step", total_key=None,
         reward_models=BOTH_REWARD_MODELS, compares_checkpoints=True, report=Report.POLICY_EVALUATION,
         panels=(),
+    ),
+    SiteRecipe(
+        value="evaluate_reward_model", label="Reward-model evaluation: is the new reward model better? (§3.2.2)",
+        name="Reward-model evaluation", checkpoint_kind=None, deployable=False, progress_key="step", total_key=None,
+        reward_models=(), compares_checkpoints=True, report=Report.SECTIONS, panels=(), scores_reward_models=True,
+        on_the_form=False,
     ),
 )
 

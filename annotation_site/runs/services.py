@@ -54,12 +54,14 @@ from annotation_site.runs.configs import (
     ConfigInvalid,
     check_paths_exist,
     config_yaml,
+    is_batch_source,
     launchable,
     resolve_config,
     stored_run_problems,
 )
-from annotation_site.runs.models import RunStatus, TrainingRun
+from annotation_site.runs.models import FINISHED_STATUSES, RunStatus, TrainingRun
 from annotation_site.runs.recipes import USING_REWARD_MODELS, joined, recipe_values, site_recipe
+from annotation_site.runs.signals import run_finished
 from serving.processes import MARKER_ENV, LaunchedGroup, launched_group, stop_group
 
 logger = logging.getLogger(__name__)
@@ -88,8 +90,14 @@ def run_launch(
     num_processes: int | None = None,
     compare_with: list[Checkpoint] | None = None,
     judge: Deployment | None = None,
+    data: list[dict] | None = None,
+    previous_pools: list[TrainingRun] | None = None,
 ) -> TrainingRun:
     """Check the launch, store the run QUEUED with its resolved config, and enqueue it on commit.
+
+    `data` is a data list the platform builds itself (the weekly loop's mixes: exported folders
+    under EXPORT_ROOT with names, guidelines and shares), instead of `batches`; `previous_pools`
+    are earlier rejection-sampling runs whose pools this one joins (§3.2.3).
 
     Raises `ConfigInvalid` (naming the form field) when the config does not load or the choices do
     not fit the recipe, and `Conflict` when the name is taken.
@@ -108,6 +116,8 @@ def run_launch(
         guidelines=list(guidelines or []),
         compare_with=list(compare_with or []),
         judge=judge,
+        data=list(data or []),
+        previous_pools=list(previous_pools or []),
     )
     runs_root = Path(settings.CHECKPOINT_ROOT).resolve() / "runs"
     # Resolved once to check it before anything is stored; `out` is set once the run has its id.
@@ -135,12 +145,17 @@ def run_launch(
 
 
 def _platform_values(*, recipe, base_checkpoint, helpfulness_reward_model, safety_reward_model, batches, guidelines,
-                     compare_with, judge) -> dict:
+                     compare_with, judge, data, previous_pools) -> dict:
     """The config keys the launch form's choices set: model, reward models, data, against, judge."""
     row = launchable(recipe)
     values: dict = {}
+    scores_reward_models = row.scores_reward_models
     if base_checkpoint is not None:
-        if base_checkpoint.kind == CheckpointKind.REWARD_MODEL:
+        if scores_reward_models and base_checkpoint.kind != CheckpointKind.REWARD_MODEL:
+            raise ConfigInvalid(f'"{base_checkpoint.name}" is a {base_checkpoint.kind} checkpoint; a {row.name.lower()} '
+                                "scores reward models.", field="base_checkpoint")
+        # A reward model may continue from the last reward model (its scalar head is kept).
+        if base_checkpoint.kind == CheckpointKind.REWARD_MODEL and not (scores_reward_models or row.continues_reward_models):
             raise ConfigInvalid(
                 f'"{base_checkpoint.name}" is a reward model; every recipe starts from a chat model '
                 "(a reward model too: its LM head is replaced by a scalar head).", field="base_checkpoint",
@@ -160,21 +175,38 @@ def _platform_values(*, recipe, base_checkpoint, helpfulness_reward_model, safet
         raise ConfigInvalid(f"Unknown guideline(s) {', '.join(unknown)}: use {', '.join(GUIDELINES)}.", field="guidelines")
     if guidelines and not batches:
         raise ConfigInvalid("Guidelines filter the chosen batches: choose batches too, or filter in the config.", field="guidelines")
+    if batches and data:
+        raise ConfigInvalid("Give batches or a data list, not both.", field="batches")
     if batches:
         values["data"] = [_batch_source(batch, guidelines) for batch in batches]
+    if data:
+        refused = [source for source in data if not is_batch_source(source)]
+        if refused:
+            raise ConfigInvalid(f"{refused[0]!r} is not an exported folder under EXPORT_ROOT.", field="batches")
+        values["data"] = data
+    if previous_pools:
+        if recipe != "rejection_sampling":  # the recipe with previous_pools (training/rejection_sampling.py)
+            raise ConfigInvalid("Only rejection sampling pools earlier answers; leave previous_pools empty.", field="previous_pools")
+        pools = [artifacts.pool_path(run) for run in previous_pools]
+        missing = [run.pk for run, pool in zip(previous_pools, pools) if pool is None]
+        if missing:
+            raise ConfigInvalid(f"Run {missing[0]} left no pool.jsonl to pool with.", field="previous_pools")
+        values["previous_pools"] = [str(pool) for pool in pools]
     comparing = joined(recipe_values(compares_checkpoints=True))
     if compare_with:
         if not row.compares_checkpoints:
             raise ConfigInvalid(f"Only {comparing} runs compare checkpoints; leave compare_with empty.", field="compare_with")
-        reward_models = [c.name for c in compare_with if c.kind == CheckpointKind.REWARD_MODEL]
-        if reward_models:
-            raise ConfigInvalid(f'"{reward_models[0]}" is a reward model; compare chat checkpoints.', field="compare_with")
+        wrong = [c.name for c in compare_with if (c.kind == CheckpointKind.REWARD_MODEL) != scores_reward_models]
+        if wrong:
+            raise ConfigInvalid(f'"{wrong[0]}" is {"not " if scores_reward_models else ""}a reward model; compare '
+                                f'{"reward models" if scores_reward_models else "chat checkpoints"}.', field="compare_with")
         values["against"] = [checkpoint_path(checkpoint.path, field="compare_with") for checkpoint in compare_with]
         if base_checkpoint is not None:  # the tables name the checkpoints as the registry does
             values["labels"] = [base_checkpoint.name, *(checkpoint.name for checkpoint in compare_with)]
     if judge is not None:
-        if not row.compares_checkpoints:
-            raise ConfigInvalid(f"Only {comparing} runs ask a judge; leave judge empty.", field="judge")
+        if not row.compares_checkpoints or scores_reward_models:
+            raise ConfigInvalid(f"Only {joined(recipe_values(compares_checkpoints=True, scores_reward_models=False))} runs "
+                                "ask a judge; leave judge empty.", field="judge")
         if judge.engine != Engine.VLLM or not judge.endpoint_url:
             raise ConfigInvalid(f'Deployment {judge.pk} runs on the local engine; a judge is asked over HTTP: pick a vLLM '
                                 "deployment with an endpoint URL.", field="judge")
@@ -267,7 +299,15 @@ def run_execute(*, run_id: int, worker: str) -> str:
         # stop_group leaves it alone on another host or when the group id was reused.
         stop_group(LaunchedGroup(pgid=previous_group, host=previous_host, marker=_marker(paths)), grace_s=0)
     paths.launch_config.write_text(run.config_text)
-    return _supervise(run, paths, worker)
+    outcome = _supervise(run, paths, worker)
+    _announce_if_finished(run_id)
+    return outcome
+
+
+def _announce_if_finished(run_id: int) -> None:
+    status = TrainingRun.objects.filter(pk=run_id).values_list("status", flat=True).first()
+    if status in FINISHED_STATUSES:
+        transaction.on_commit(lambda: run_finished.send(sender=TrainingRun, run_id=run_id, status=status))
 
 
 def _die_with_worker() -> None:
@@ -519,6 +559,7 @@ def run_cancel(*, run: TrainingRun, actor=None) -> TrainingRun:
             raise Conflict(f"Run {run.pk} is {run.status} already; only queued and running runs can be cancelled.")
     run.refresh_from_db()
     audit_record(event=AuditEvent.RUN_CANCEL, obj=run, actor=actor, status=run.status)
+    _announce_if_finished(run.pk)
     return run
 
 

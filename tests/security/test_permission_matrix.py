@@ -101,6 +101,12 @@ EXPECTED: dict[tuple[str, str], dict[str, int]] = {
     ("GET", "/api/runs/{run_id}/eval/"): staff(404),
     ("POST", "/api/runs/{run_id}/cancel/"): staff(404),
     ("POST", "/api/runs/{run_id}/deploy/"): staff(404),
+    # --- the weekly loop -------------------------------------------------------------------------------------
+    ("GET", "/api/loop/iterations/"): staff(200),
+    ("GET", "/api/loop/iterations/{iteration_id}/"): staff(404),
+    ("POST", "/api/loop/iterations/{iteration_id}/retry/"): staff(404),
+    ("POST", "/api/loop/iterations/{iteration_id}/cancel/"): staff(404),
+    ("POST", "/api/loop/{definition_id}/run/"): staff(404),
     # --- schema and docs ------------------------------------------------------------------------------------
     ("GET", "/api/schema/"): statuses(NO_CREDENTIALS, 200, 200, 200),  # signed-in users only
     # The docs are a page for browsers: a token client has no session and goes to the login page
@@ -131,6 +137,14 @@ EXPECTED: dict[tuple[str, str], dict[str, int]] = {
     ("GET", "/runs/{run_id}/plots/{name}"): research_pages(404),
     ("POST", "/runs/{run_id}/cancel/"): research_pages(404),
     ("POST", "/runs/{run_id}/deploy/"): research_pages(404),
+    ("GET", "/loop/"): research_pages(200),
+    ("GET", "/loop/new/"): research_pages(200),
+    ("POST", "/loop/new/"): research_pages(200),  # the form again
+    ("GET", "/loop/{definition_id}/"): research_pages(404),
+    ("POST", "/loop/{definition_id}/run/"): research_pages(404),
+    ("GET", "/loop/iterations/{iteration_id}/"): research_pages(404),
+    ("POST", "/loop/iterations/{iteration_id}/retry/"): research_pages(404),
+    ("POST", "/loop/iterations/{iteration_id}/cancel/"): research_pages(404),
 }
 
 
@@ -208,6 +222,8 @@ def world(db, settings, tmp_path, celery_eager):
         "deployment_id": 999_999,
         "batch_id": 999_999,
         "run_id": 999_999,
+        "definition_id": 999_999,
+        "iteration_id": 999_999,
         "name": "loss.png",
         "annotator_id": owner.pk,
     }

@@ -66,7 +66,7 @@ def test_the_launch_form_offers_the_checkpoints_to_compare_with(client, research
 
 @pytest.mark.django_db
 def test_comparing_is_for_evaluations_and_chat_checkpoints_only(researcher, evaluation_checkpoints, exported_batch):
-    with pytest.raises(ConfigInvalid, match="Only evaluate_policy runs compare checkpoints"):
+    with pytest.raises(ConfigInvalid, match="Only evaluate_policy and evaluate_reward_model runs compare checkpoints"):
         services.run_launch(recipe=Recipe.SFT, launched_by=researcher, compare_with=[evaluation_checkpoints["old"]])
     with pytest.raises(ConfigInvalid, match="is a reward model; compare chat checkpoints"):
         services.run_launch(recipe=Recipe.EVALUATE_POLICY, launched_by=researcher,

@@ -6,9 +6,9 @@ from rest_framework.test import APIClient
 
 from annotation_site.batches.models import Batch, BatchState
 from annotation_site.generation.models import Checkpoint
-from annotation_site.runs.configs import shipped_configs
+from annotation_site.runs.configs import ConfigInvalid, shipped_configs, stored_run_problems
 from annotation_site.runs.models import RunStatus, TrainingRun
-from tests.annotation_site.runs.conftest import TINY_SFT
+from tests.annotation_site.runs.conftest import TINY_SFT, launch
 
 pytestmark = pytest.mark.django_db
 
@@ -192,3 +192,39 @@ def test_a_reward_model_whose_folder_is_gone_is_refused(
             recipe="ppo", config_name="ppo_smollm2.yaml", launched_by=researcher, base_checkpoint=base_checkpoint,
             helpfulness_reward_model=gone, safety_reward_model=safe, batches=[exported_batch],
         )
+
+
+# --- What the weekly loop passes (docs/loop.md) -----------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_platform_data_list_must_name_exported_folders_and_replaces_the_batches(researcher, base_checkpoint,
+                                                                                   exported_batch, settings, tmp_path):
+    from annotation_site.batches.services import batch_folder
+
+    folder = str(batch_folder(exported_batch).resolve())
+    run = launch(researcher, recipe="reward_model", base_checkpoint=base_checkpoint, data=[
+        {"path": folder, "guidelines": ["helpfulness"]},
+        {"path": folder, "name": "w48-safety", "guidelines": ["safety"], "share": 0.25, "evaluate": False}])
+    assert list(run.batches.all()) == [exported_batch] and "share: 0.25" in run.config_text
+    assert stored_run_problems(run) == []
+    with pytest.raises(ConfigInvalid, match="is not an exported folder under EXPORT_ROOT"):
+        launch(researcher, recipe="reward_model", base_checkpoint=base_checkpoint, data=[{"path": str(tmp_path)}])
+    with pytest.raises(ConfigInvalid, match="is not an exported folder under EXPORT_ROOT"):
+        launch(researcher, recipe="reward_model", base_checkpoint=base_checkpoint, data=[{"path": folder, "weight": "2"}])
+    with pytest.raises(ConfigInvalid, match="Give batches or a data list, not both"):
+        launch(researcher, recipe="reward_model", batches=[exported_batch], data=[{"path": folder}])
+
+
+@pytest.mark.django_db
+def test_only_rejection_sampling_pools_and_a_reward_model_may_continue_a_reward_model(researcher, base_checkpoint,
+                                                                                     exported_batch, tmp_path):
+    from annotation_site.generation.models import Checkpoint, CheckpointKind
+
+    with pytest.raises(ConfigInvalid, match="Only rejection sampling pools earlier answers"):
+        launch(researcher, base_checkpoint=base_checkpoint, batches=[exported_batch], previous_pools=[object()])
+    reward_model = Checkpoint.objects.create(name="rm-v1", path=base_checkpoint.path, kind=CheckpointKind.REWARD_MODEL)
+    run = launch(researcher, recipe="reward_model", base_checkpoint=reward_model, batches=[exported_batch])
+    assert run.base_checkpoint == reward_model
+    with pytest.raises(ConfigInvalid, match="is a reward model; every recipe starts from a chat model"):
+        launch(researcher, recipe="sft", base_checkpoint=reward_model, batches=[exported_batch])
