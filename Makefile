@@ -46,7 +46,8 @@ SQLITE_TESTS := tests/annotation_site/annotation tests/annotation_site/batches \
 	tests/annotation_site/generation/test_api.py tests/annotation_site/generation/test_checkpoint_paths.py \
 	tests/annotation_site/generation/test_deployment_endpoints.py tests/annotation_site/quality/test_pages_and_api.py \
 	tests/annotation_site/runs/test_launch.py tests/annotation_site/runs/test_permissions.py \
-	tests/annotation_site/test_text_rules.py tests/security/test_permission_matrix.py
+	tests/annotation_site/loop/test_pages.py tests/annotation_site/test_text_rules.py \
+	tests/security/test_permission_matrix.py
 # $(1): extra pytest arguments.
 sqlite_pass = (tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	env -u DATABASE_URL -u CELERY_BROKER_URL VAR_DIR="$$tmp/var" TEST_DATABASE_NAME="$$tmp/test.sqlite3" \
