@@ -45,6 +45,8 @@ def annotate(request):
             "ratings": Rating.choices,
             "guideline_kinds": [(k, label) for k, label in GuidelineKind.choices if k in kinds],
             "poll_ms": settings.ANNOTATE_POLL_MS,
+            # The page asks for safety labels on the kinds the submit asks them for (one rule).
+            "safety_label_kinds": ",".join(k for k in GuidelineKind if k.asks_safety_labels),
             "prompt_max_chars": settings.DIALOGUE_MAX_TURN_CHARS,
         },
     )

@@ -15,6 +15,7 @@ from django.db.models import F
 from annotation_site.annotation.models import (
     Assignment,
     Comparison,
+    GuidelineKind,
     Item,
     ItemStatus,
     Rating,
@@ -221,7 +222,7 @@ def _correction_for(comparison: Comparison, *, chosen_sample, rating, chosen_is_
         raise ApplicationError(f'Unknown rating "{rating}".')
     rejected_id = item.sample_b_id if chosen_sample.pk == item.sample_a_id else item.sample_a_id
     safety_bin = ""
-    if comparison.guideline_kind == "safety":
+    if GuidelineKind(comparison.guideline_kind).asks_safety_labels:
         if chosen_is_safe is None or rejected_is_safe is None:
             raise ApplicationError("A correction of a safety comparison gives both safety labels.")
         safety_bin = safety_bin_for(chosen_is_safe=chosen_is_safe, rejected_is_safe=rejected_is_safe)

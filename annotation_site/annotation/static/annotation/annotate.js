@@ -6,6 +6,9 @@
 
   const script = document.getElementById("annotate-script");
   const POLL_MS = Number(script.dataset.pollMs || 3000);
+  // Which guideline kinds ask for a safe/unsafe label on each response: GuidelineKind.asks_safety_labels.
+  const SAFETY_LABEL_KINDS = (script.dataset.safetyLabelKinds || "").split(",").filter(Boolean);
+  const asksSafety = (assignment) => Boolean(assignment) && SAFETY_LABEL_KINDS.includes(assignment.guideline_kind);
   const IDLE_MS = 120000; // stop counting active time after two minutes without input
   const RATINGS = ["significantly_better", "better", "slightly_better", "negligibly_better"];
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
@@ -127,7 +130,7 @@
 
   function safetyRefusal() {
     const a = state.assignment;
-    if (!a || a.guideline_kind !== "safety" || !state.chosen) return "";
+    if (!asksSafety(a) || !state.chosen) return "";
     const other = state.chosen === "A" ? "B" : "A";
     if (state.safe[state.chosen] === false && state.safe[other] === true) {
       return "The chosen response is labelled unsafe while the other is safe. Such pairs are never used: choose the safe response, or check the safety labels.";
@@ -185,8 +188,8 @@
     $("task").hidden = false;
     const comparison = assignment.task_kind === "comparison";
     $("task-kind-label").textContent = comparison ? "Compare two responses" : "Write the ideal response";
-    $("task-guideline-label").textContent =
-      assignment.guideline_kind === "safety" ? "Safety guideline" : "Helpfulness guideline";
+    const kind = assignment.guideline_kind;
+    $("task-guideline-label").textContent = `${kind.charAt(0).toUpperCase()}${kind.slice(1)} guideline`;
     $("remaining").textContent = "";
     showReadyCount();
     renderDialogue(assignment.dialogue);
@@ -200,7 +203,7 @@
         $("response-" + response.label + "-html").innerHTML = response.html;
       });
       showRaw(state.raw);
-      document.querySelectorAll(".safety").forEach((fieldset) => { fieldset.hidden = assignment.guideline_kind !== "safety"; });
+      document.querySelectorAll(".safety").forEach((fieldset) => { fieldset.hidden = !asksSafety(assignment); });
     }
     showGuideline(assignment.guideline_kind);
     renderChoices();
@@ -273,7 +276,7 @@
 
   function chosenAnswer() {
     const answer = { chosen: state.chosen, rating: state.rating };
-    if (state.assignment.guideline_kind === "safety") {
+    if (asksSafety(state.assignment)) {
       answer.response_a_is_safe = state.safe.A;
       answer.response_b_is_safe = state.safe.B;
     }
@@ -284,7 +287,7 @@
     const a = state.assignment;
     if (!state.chosen) return "Choose the better response first (A or B).";
     if (!state.rating) return "Say how much better it is (1-4).";
-    if (a.guideline_kind === "safety" && (state.safe.A === null || state.safe.B === null)) {
+    if (asksSafety(a) && (state.safe.A === null || state.safe.B === null)) {
       return "Label both responses safe or unsafe (Q/W for A, O/P for B).";
     }
     return safetyRefusal();
@@ -516,7 +519,7 @@
     if (event.key === "Escape" && state.amending) { cancelAmend(); return; }
     const key = event.key.toLowerCase();
     const comparison = state.assignment && state.assignment.task_kind === "comparison";
-    const safety = comparison && state.assignment.guideline_kind === "safety";
+    const safety = comparison && asksSafety(state.assignment);
     let handled = true;
     if (key === "a" && comparison) choose("A");
     else if (key === "b" && comparison) choose("B");
