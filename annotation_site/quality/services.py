@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import random
 
-from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 
@@ -100,11 +99,14 @@ def gold_draw(*, guideline_kinds: list[str], rates: dict[str, float] | None = No
     return rng.random() < sum(relevant) / len(relevant)
 
 
-def gold_claim_next(*, annotator, guideline_kinds: list[str], task_kind: str | None, now: dt.datetime) -> int | None:
+def gold_claim_next(
+    *, annotator, guideline_kinds: list[str], task_kind: str | None, now: dt.datetime, expires: dt.datetime, flipped: bool,
+) -> int | None:
     """Claim a gold item this annotator has never been given; the new assignment's id, or None.
 
-    The assignment is the same as any other claim's (random shown order, the current guideline,
-    the same TTL), so nothing an annotator sees tells a gold item apart.
+    The assignment is the same as any other claim's: the annotation app's claim draws the shown
+    order (`flipped`) and sets the TTL (`expires`) for both, and the guideline is the current one,
+    so nothing an annotator sees tells a gold item apart.
     """
     if task_kind not in (None, TaskKind.COMPARISON):
         return None
@@ -128,10 +130,10 @@ def gold_claim_next(*, annotator, guideline_kinds: list[str], task_kind: str | N
                     assignment = Assignment.objects.create(
                         item=item,
                         annotator=annotator,
-                        flipped=random.random() < 0.5,
+                        flipped=flipped,
                         guideline=guideline,
                         claimed_at=now,
-                        expires_at=now + dt.timedelta(seconds=settings.ASSIGNMENT_TTL_SECONDS),
+                        expires_at=expires,
                     )
             except IntegrityError:
                 continue  # a second tab of the same annotator took it in between

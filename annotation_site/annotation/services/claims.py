@@ -198,7 +198,8 @@ def _claim_step_by_step(*, annotator, guideline_kinds: list[str], task_kind: str
     return selectors.assignment_get_for(assignment_id=assignment_id, annotator=annotator)
 
 
-def _claim_gold_now_and_then(*, annotator, guideline_kinds: list[str], task_kind: str | None, now: dt.datetime):
+def _claim_gold_now_and_then(*, annotator, guideline_kinds: list[str], task_kind: str | None, now: dt.datetime,
+                             expires: dt.datetime, flipped: bool):
     """At the guideline's gold rate, a gold item instead of the next one (quality app), unless the
     annotator has a live claim (a reload shows the same item). The draw costs no query on the
     claims that do not serve gold, so the hot path pays only on the few that do."""
@@ -209,7 +210,9 @@ def _claim_gold_now_and_then(*, annotator, guideline_kinds: list[str], task_kind
     live = selectors.assignment_live_for(annotator=annotator, guideline_kinds=guideline_kinds, task_kind=task_kind)
     if live is not None:
         return live
-    assignment_id = quality.gold_claim_next(annotator=annotator, guideline_kinds=guideline_kinds, task_kind=task_kind, now=now)
+    assignment_id = quality.gold_claim_next(
+        annotator=annotator, guideline_kinds=guideline_kinds, task_kind=task_kind, now=now, expires=expires, flipped=flipped,
+    )
     return None if assignment_id is None else selectors.assignment_get_for(assignment_id=assignment_id, annotator=annotator)
 
 
@@ -228,16 +231,18 @@ def assignment_claim_next(*, annotator, guideline_kind: str | None = None, task_
         return None
     now = timezone.now()
     _sweep_expired_now_and_then(now)
-    gold = _claim_gold_now_and_then(annotator=annotator, guideline_kinds=kinds, task_kind=task_kind, now=now)
+    expires = now + dt.timedelta(seconds=settings.ASSIGNMENT_TTL_SECONDS)
+    # The side shown as "Response A" is drawn here, for every path (gold items included).
+    flipped = random.random() < 0.5
+    gold = _claim_gold_now_and_then(annotator=annotator, guideline_kinds=kinds, task_kind=task_kind, now=now,
+                                    expires=expires, flipped=flipped)  # fmt: skip
     if gold is not None:
         return gold
     claim = _claim_in_one_statement if uses_database_functions() else _claim_step_by_step
-    expires = now + dt.timedelta(seconds=settings.ASSIGNMENT_TTL_SECONDS)
     for _attempt in range(3):
         try:
-            # The side shown as "Response A" is drawn here, for either path.
             claimed = claim(annotator=annotator, guideline_kinds=kinds, task_kind=task_kind, now=now, expires=expires,
-                            flipped=random.random() < 0.5)  # fmt: skip
+                            flipped=flipped)  # fmt: skip
         except IntegrityError:
             # The same annotator claimed the same item from a second tab in between; try the next one.
             continue
