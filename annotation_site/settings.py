@@ -338,8 +338,9 @@ CHECKPOINT_HUB_IDS = env_bool("CHECKPOINT_HUB_IDS", False)
 # Each run writes under CHECKPOINT_ROOT/runs/<id>/. The training worker checks on its recipe
 # subprocess this often (progress, cancel requests, heartbeat).
 RUN_POLL_INTERVAL_S = env_float("RUN_POLL_INTERVAL_S", 2.0)
-# A RUNNING run whose heartbeat is older than this lost its worker: it is restarted, at most
-# RUN_MAX_ATTEMPTS attempts in all, then marked failed.
+# A RUNNING run whose heartbeat is older than this lost its worker: it is restarted (resuming from
+# its recipe's saved state), and marked failed once RUN_MAX_ATTEMPTS attempts in a row lost their
+# worker without saving a newer state.
 RUN_STALE_AFTER_S = env_int("RUN_STALE_AFTER_S", 120, minimum=10)
 RUN_MAX_ATTEMPTS = env_int("RUN_MAX_ATTEMPTS", 2, minimum=1)
 # Seconds between SIGTERM and SIGKILL when a run is cancelled.

@@ -66,6 +66,11 @@ class TrainingRun(models.Model):
     # The step the current attempt continued from: the newest state the recipe had saved
     # (training/resume.py) when its worker was lost; None: it started from step 0.
     resumed_from_step = models.PositiveIntegerField(null=True, blank=True)
+    # The newest state saved when the current attempt was claimed, and how many attempts in a row
+    # lost their worker without saving a newer one: RUN_MAX_ATTEMPTS bounds those, so a run that
+    # moves forward on every (preempted) attempt is not written off while it makes progress.
+    attempt_started_at_step = models.PositiveIntegerField(null=True, blank=True)
+    stalled_attempts = models.PositiveSmallIntegerField(default=0)
     worker = models.CharField(max_length=300, blank=True, default="")
     worker_host = models.CharField(max_length=255, blank=True, default="")
     process_group = models.PositiveIntegerField(null=True, blank=True)

@@ -9,7 +9,8 @@ a heartbeat, cancel requests. On success the checkpoint is registered through th
 
 A worker that dies mid-run leaves the run RUNNING with a heartbeat that stops moving. The next
 delivery of its task (acks_late: the broker gives the message back) or the beat watchdog finds it
-stale and restarts it, up to RUN_MAX_ATTEMPTS attempts, then marks it failed. A restarted attempt
+stale and restarts it; once RUN_MAX_ATTEMPTS attempts in a row died without saving a newer state,
+it marks it failed. A restarted attempt
 *resumes*: the recipes save a resumable state every `save_state_every` steps into
 `checkpoint.resume/` beside their half-written `checkpoint.tmp/` (training/resume.py), and the
 new attempt starts the same recipe on the same launch.yaml and output folder, so the recipe finds
@@ -18,7 +19,9 @@ one row a step; the recipe records the resume in its folder's resumes.json, whic
 copies to `resumed_from_step` (shown on the run page; run.log has the recipe's own line).
 Without a saved state yet it starts from step 0. Restarting is right because a worker dies for
 reasons outside the run (preemption, a container restart, the OOM killer taking the worker); the
-bound ends a run that kills its worker every time instead of looping on it.
+bound ends a run that kills its worker every time instead of looping on it, and counts only
+attempts that made no progress, so a long run on preemptible machines that saves a newer state on
+every attempt goes on until it is done.
 """
 from __future__ import annotations
 
@@ -278,6 +281,7 @@ def run_execute(*, run_id: int, worker: str) -> str:
     claimed = TrainingRun.objects.filter(pk=run_id, status=RunStatus.QUEUED, cancel_requested=False).update(
         status=RunStatus.RUNNING, attempts=F("attempts") + 1, worker=worker, worker_host=socket.gethostname(),
         process_group=None, started_at=now, heartbeat_at=now, finished_at=None, error="", resumed_from_step=None,
+        attempt_started_at_step=artifacts.run_paths(run).saved_step(),
     )
     run.refresh_from_db()
     if not claimed:
@@ -493,7 +497,8 @@ def _worker_is_gone(run: TrainingRun) -> bool:
 
 def run_recover_stale(*, run_id: int, now: dt.datetime | None = None, dead_worker: str | None = None) -> str | None:
     """A RUNNING run whose worker stopped beating (or, with `dead_worker`, whose worker is known to
-    have died): back to QUEUED for a restart, or FAILED once it used RUN_MAX_ATTEMPTS attempts.
+    have died): back to QUEUED for a restart, or FAILED once RUN_MAX_ATTEMPTS attempts in a row
+    lost their worker without saving a newer resumable state.
     The update is conditional on that state, so when several callers race only one acts."""
     now = now or timezone.now()
     lost = Q(heartbeat_at__lt=now - dt.timedelta(seconds=settings.RUN_STALE_AFTER_S))
@@ -506,20 +511,25 @@ def run_recover_stale(*, run_id: int, now: dt.datetime | None = None, dead_worke
     why = f"worker {dead_worker} died" if dead_worker else (
         f"no heartbeat from {run.worker} since {run.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC"
     )
-    if run.attempts >= settings.RUN_MAX_ATTEMPTS:
+    saved = artifacts.run_paths(run).saved_step()
+    # An attempt that saved a newer state moved the run forward: only attempts that did not count.
+    progressed = (saved or 0) > (run.attempt_started_at_step or 0)
+    stalled = 0 if progressed else run.stalled_attempts + 1
+    if stalled >= settings.RUN_MAX_ATTEMPTS:
         message = (
-            f"The worker running attempt {run.attempts} stopped ({why}), and the run has used its "
-            f"{settings.RUN_MAX_ATTEMPTS} attempts (RUN_MAX_ATTEMPTS). Read the log, then launch it again."
+            f"The worker running attempt {run.attempts} stopped ({why}), and the run's last {stalled} "
+            f"attempts saved no newer state (RUN_MAX_ATTEMPTS={settings.RUN_MAX_ATTEMPTS}). Read the log, "
+            "then launch it again."
         )
-        if stale.update(status=RunStatus.FAILED, error=message, finished_at=now):
+        if stale.update(status=RunStatus.FAILED, error=message, finished_at=now, stalled_attempts=stalled):
             _append_log(artifacts.run_paths(run), f"=== failed: {message}\n")
             return RunStatus.FAILED
         return None
     if stale.filter(cancel_requested=True).update(status=RunStatus.CANCELLED, finished_at=now):
         return RunStatus.CANCELLED
-    saved = artifacts.run_paths(run).saved_step()
     resumes = f"resumes from the state saved at step {saved}" if saved else "starts from step 0 (no state saved yet)"
-    if stale.update(status=RunStatus.QUEUED, error=f"Attempt {run.attempts} lost its worker ({why}); the next attempt {resumes}."):
+    if stale.update(status=RunStatus.QUEUED, stalled_attempts=stalled,
+                    error=f"Attempt {run.attempts} lost its worker ({why}); the next attempt {resumes}."):  # fmt: skip
         _append_log(artifacts.run_paths(run), f"=== attempt {run.attempts} lost its worker ({why}); the next attempt {resumes}\n")
         return RunStatus.QUEUED
     return None

@@ -14,6 +14,7 @@ from annotation_site.generation.models import Checkpoint, CheckpointKind, Deploy
 from annotation_site.generation.selectors import deployments_for_generation
 from annotation_site.runs import artifacts
 from annotation_site.runs.models import RunStatus, TrainingRun
+from annotation_site.runs.services import run_recover_stale
 from annotation_site.runs.tasks import run_training
 from tests.annotation_site.runs.conftest import launch
 from training.resume import save_state
@@ -170,18 +171,48 @@ def test_a_redelivered_task_restarts_a_run_whose_worker_died_and_kills_what_it_l
     assert "the next attempt resumes from the state saved at step 7" in log
     # The recipe found the state was not its config's and started over, so the run does not say it resumed.
     assert "belongs to another config; starting over from step 0" in log and run.resumed_from_step is None
+    # The attempt recorded the state there was when it started, against which its progress is judged.
+    assert run.attempt_started_at_step == 7
 
 
 @pytest.mark.django_db
 def test_a_run_whose_worker_died_on_its_last_attempt_is_marked_failed_not_restarted(researcher, base_checkpoint, exported_batch):
     run = launch(researcher, base_checkpoint=base_checkpoint, batches=[exported_batch])
     long_ago = run.created_at.replace(year=run.created_at.year - 1)
+    # Attempt 1 died without saving anything, and so did attempt 2: RUN_MAX_ATTEMPTS (2) in a row.
     TrainingRun.objects.filter(pk=run.pk).update(
-        status=RunStatus.RUNNING, attempts=2, worker="dead-worker:1:task", heartbeat_at=long_ago, started_at=long_ago
+        status=RunStatus.RUNNING, attempts=2, stalled_attempts=1, worker="dead-worker:1:task", heartbeat_at=long_ago,
+        started_at=long_ago,
     )
     assert run_training(run.pk) == RunStatus.FAILED
     run.refresh_from_db()
-    assert "has used its 2 attempts (RUN_MAX_ATTEMPTS)" in run.error and run.attempts == 2
+    assert "last 2 attempts saved no newer state (RUN_MAX_ATTEMPTS=2)" in run.error and run.attempts == 2
+    assert run.stalled_attempts == 2
+
+
+@pytest.mark.django_db
+def test_an_attempt_that_saved_a_newer_state_does_not_count_against_the_bound(researcher, base_checkpoint, exported_batch):
+    run = launch(researcher, base_checkpoint=base_checkpoint, batches=[exported_batch])
+    paths = artifacts.run_paths(run)
+    paths.root.mkdir(parents=True)
+    long_ago = run.created_at.replace(year=run.created_at.year - 1)
+    # Attempt 2 of 2 started from the state of step 5 and saved step 10 before its machine was preempted.
+    TrainingRun.objects.filter(pk=run.pk).update(
+        status=RunStatus.RUNNING, attempts=2, stalled_attempts=1, attempt_started_at_step=5,
+        worker="dead-worker:1:task", heartbeat_at=long_ago, started_at=long_ago,
+    )
+    save_state(paths.out, 10, lambda folder: None)
+
+    assert run_recover_stale(run_id=run.pk) == RunStatus.QUEUED
+    run.refresh_from_db()
+    assert run.status == RunStatus.QUEUED and run.stalled_attempts == 0
+    assert "the next attempt resumes from the state saved at step 10" in run.error
+
+    # The same attempt without a newer state (it died before saving again) is the second stall: failed.
+    TrainingRun.objects.filter(pk=run.pk).update(
+        status=RunStatus.RUNNING, attempts=3, stalled_attempts=1, attempt_started_at_step=10, heartbeat_at=long_ago,
+    )
+    assert run_recover_stale(run_id=run.pk) == RunStatus.FAILED
 
 
 @pytest.mark.django_db
