@@ -115,7 +115,8 @@ def canary_votes(*, canary: Deployment):
     """The comparisons that vote between a canary and its baseline: the leaderboard's votes whose
     two samples those two deployments wrote (with CANARY_TRUSTED_ONLY, its trusted annotators' only)."""
     pair = [canary.pk, canary.canary_of_id]
-    return votes(trusted=settings.CANARY_TRUSTED_ONLY).filter(chosen__sampling_params__deployment__in=pair, rejected__sampling_params__deployment__in=pair)
+    return votes(trusted=settings.CANARY_TRUSTED_ONLY).filter(chosen__sampling_params__deployment__in=pair,
+                                                              rejected__sampling_params__deployment__in=pair)
 
 
 def canary_tally(*, canary: Deployment) -> CanaryTally:

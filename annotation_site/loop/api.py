@@ -7,9 +7,9 @@ from rest_framework.views import APIView
 
 from annotation_site.accounts.models import Role
 from annotation_site.accounts.permissions import HasRole
+from annotation_site.generation.canary import PROMOTE, ROLLBACK
 from annotation_site.loop import selectors
 from annotation_site.loop.models import Trigger
-from annotation_site.generation.canary import PROMOTE, ROLLBACK
 from annotation_site.loop.serializers import CanaryDecisionInputSerializer, LoopIterationOutputSerializer
 from annotation_site.loop.services import iterations
 
