@@ -397,6 +397,9 @@ CANARY_SHARE = env_float("CANARY_SHARE", 0.2)
 CANARY_MIN_VOTES = env_int("CANARY_MIN_VOTES", 200, minimum=1)
 CANARY_MIN_WIN_RATE = env_float("CANARY_MIN_WIN_RATE", 0.5)
 CANARY_DECIDE_INTERVAL_S = env_int("CANARY_DECIDE_INTERVAL_S", 300, minimum=10)
+# Count only trusted annotators' votes for every canary (the leaderboard's "trusted" filter: the
+# annotators quality control flags are left out). One switch for all canaries, as beat decides them too.
+CANARY_TRUSTED_ONLY = env_bool("CANARY_TRUSTED_ONLY", False)
 # Active selection (generation/selection.py): "random" (Llama 2's pairs, the default), "uncertainty"
 # (the pair of K candidates whose combined reward differs least) or "disagreement" (the pair the two
 # newest reward models of the guideline disagree on most), for every guideline or one of them

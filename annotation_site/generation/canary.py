@@ -6,7 +6,8 @@ A canary is a `Deployment` whose `canary_of` is its baseline. While it runs, the
 (generation/policy.py) makes `canary_share` of new pairs canary-vs-baseline and keeps it out of the
 other pairs. Its votes are the leaderboard's (evaluation/selectors.py: quality control's exclusions
 and gold answers left out), narrowed to comparisons whose two samples the two deployments wrote
-(each sample records its deployment in `sampling_params["deployment"]`).
+(each sample records its deployment in `sampling_params["deployment"]`); with CANARY_TRUSTED_ONLY
+set, the leaderboard's "trusted" filter also leaves out the annotators quality control flags.
 
 Ties: a vote rated "negligibly better / unsure" is a tie and counts half a win to each side (the
 annotator could not tell them apart, so it is evidence of neither being better); every other
@@ -17,6 +18,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
@@ -111,9 +113,10 @@ def canary_start(
 
 def canary_votes(*, canary: Deployment):
     """The comparisons that vote between a canary and its baseline: the leaderboard's votes whose
-    two samples those two deployments wrote."""
+    two samples those two deployments wrote (with CANARY_TRUSTED_ONLY, its trusted annotators' only)."""
     pair = [canary.pk, canary.canary_of_id]
-    return votes().filter(chosen__sampling_params__deployment__in=pair, rejected__sampling_params__deployment__in=pair)
+    return votes(trusted=settings.CANARY_TRUSTED_ONLY).filter(chosen__sampling_params__deployment__in=pair,
+                                                              rejected__sampling_params__deployment__in=pair)
 
 
 def canary_tally(*, canary: Deployment) -> CanaryTally:

@@ -7,9 +7,10 @@ from rest_framework.views import APIView
 
 from annotation_site.accounts.models import Role
 from annotation_site.accounts.permissions import HasRole
+from annotation_site.generation.canary import PROMOTE, ROLLBACK
 from annotation_site.loop import selectors
 from annotation_site.loop.models import Trigger
-from annotation_site.loop.serializers import LoopIterationOutputSerializer
+from annotation_site.loop.serializers import CanaryDecisionInputSerializer, LoopIterationOutputSerializer
 from annotation_site.loop.services import iterations
 
 
@@ -61,3 +62,30 @@ class IterationCancelApi(APIView):
     def post(self, request, iteration_id: int):
         iteration = iterations.iteration_cancel(iteration=selectors.iteration_get(iteration_id), actor=request.user)
         return Response(LoopIterationOutputSerializer(iteration).data, status=202)
+
+
+class CanaryPromoteApi(APIView):
+    permission_classes = [CanRunTheLoop]
+
+    @extend_schema(request=CanaryDecisionInputSerializer, responses=LoopIterationOutputSerializer,
+                   summary="Promote the iteration's running canary now, by hand, with a reason")
+    def post(self, request, iteration_id: int):
+        return _canary_decide(request, iteration_id, PROMOTE)
+
+
+class CanaryRollbackApi(APIView):
+    permission_classes = [CanRunTheLoop]
+
+    @extend_schema(request=CanaryDecisionInputSerializer, responses=LoopIterationOutputSerializer,
+                   summary="Roll the iteration's running canary back now, by hand, with a reason")
+    def post(self, request, iteration_id: int):
+        return _canary_decide(request, iteration_id, ROLLBACK)
+
+
+def _canary_decide(request, iteration_id: int, decision: str) -> Response:
+    iteration = selectors.iteration_get(iteration_id)
+    data = CanaryDecisionInputSerializer(data=request.data)
+    data.is_valid(raise_exception=True)
+    iteration = iterations.iteration_canary_decide(iteration=iteration, decision=decision, reason=data.validated_data["reason"],
+                                                   actor=request.user)
+    return Response(LoopIterationOutputSerializer(iteration).data)

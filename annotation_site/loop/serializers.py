@@ -19,3 +19,7 @@ class LoopIterationOutputSerializer(serializers.ModelSerializer):
         fields = ["id", "definition", "version", "number", "state", "trigger", "batch", "baseline_checkpoint",
                   "helpfulness_reward_model", "safety_reward_model", "policy_checkpoint", "canary_deployment",
                   "outcome", "error", "created_at", "finished_at", "steps"]
+
+
+class CanaryDecisionInputSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=2000, help_text="Why the canary is decided by hand (recorded with your name).")

@@ -12,4 +12,6 @@ urlpatterns = [
     path("iterations/<id:iteration_id>/", views.iteration_detail, name="iteration"),
     path("iterations/<id:iteration_id>/retry/", views.iteration_retry, name="retry"),
     path("iterations/<id:iteration_id>/cancel/", views.iteration_cancel, name="cancel"),
+    path("iterations/<id:iteration_id>/canary/promote/", views.canary_promote, name="canary-promote"),
+    path("iterations/<id:iteration_id>/canary/rollback/", views.canary_rollback, name="canary-rollback"),
 ]

@@ -1,5 +1,5 @@
 """The loop's pages (researchers and admins): definitions and their versions, iterations with
-their steps, gates, decision, retry and cancel."""
+their steps, gates, decision, retry, cancel, and promoting or rolling back a running canary by hand."""
 from __future__ import annotations
 
 from django.contrib import messages
@@ -11,6 +11,7 @@ from django.views.decorators.http import require_POST
 from annotation_site.accounts.models import Role
 from annotation_site.accounts.permissions import role_required
 from annotation_site.errors import ApplicationError, NotFound
+from annotation_site.generation.canary import PROMOTE, ROLLBACK
 from annotation_site.loop import selectors
 from annotation_site.loop.forms import LoopVersionForm
 from annotation_site.loop.models import Trigger
@@ -99,10 +100,24 @@ def iteration_cancel(request, iteration_id: int):
     return _act(request, iteration_id, iterations.iteration_cancel, "cancelled")
 
 
-def _act(request, iteration_id: int, service, done: str):
+@role_required(*LOOP_ROLES)
+@require_POST
+def canary_promote(request, iteration_id: int):
+    return _act(request, iteration_id, iterations.iteration_canary_decide, "ended: its canary was promoted by hand",
+                decision=PROMOTE, reason=request.POST.get("reason", ""))
+
+
+@role_required(*LOOP_ROLES)
+@require_POST
+def canary_rollback(request, iteration_id: int):
+    return _act(request, iteration_id, iterations.iteration_canary_decide, "ended: its canary was rolled back by hand",
+                decision=ROLLBACK, reason=request.POST.get("reason", ""))
+
+
+def _act(request, iteration_id: int, service, done: str, **arguments):
     iteration = _found(selectors.iteration_get, iteration_id)
     try:
-        service(iteration=iteration, actor=request.user)
+        service(iteration=iteration, actor=request.user, **arguments)
     except ApplicationError as error:
         messages.error(request, error.message)
     else:

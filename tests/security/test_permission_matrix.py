@@ -106,6 +106,8 @@ EXPECTED: dict[tuple[str, str], dict[str, int]] = {
     ("GET", "/api/loop/iterations/{iteration_id}/"): staff(404),
     ("POST", "/api/loop/iterations/{iteration_id}/retry/"): staff(404),
     ("POST", "/api/loop/iterations/{iteration_id}/cancel/"): staff(404),
+    ("POST", "/api/loop/iterations/{iteration_id}/canary/promote/"): staff(404),
+    ("POST", "/api/loop/iterations/{iteration_id}/canary/rollback/"): staff(404),
     ("POST", "/api/loop/{definition_id}/run/"): staff(404),
     # --- schema and docs ------------------------------------------------------------------------------------
     ("GET", "/api/schema/"): statuses(NO_CREDENTIALS, 200, 200, 200),  # signed-in users only
@@ -145,6 +147,8 @@ EXPECTED: dict[tuple[str, str], dict[str, int]] = {
     ("GET", "/loop/iterations/{iteration_id}/"): research_pages(404),
     ("POST", "/loop/iterations/{iteration_id}/retry/"): research_pages(404),
     ("POST", "/loop/iterations/{iteration_id}/cancel/"): research_pages(404),
+    ("POST", "/loop/iterations/{iteration_id}/canary/promote/"): research_pages(404),
+    ("POST", "/loop/iterations/{iteration_id}/canary/rollback/"): research_pages(404),
 }
 
 

@@ -201,7 +201,8 @@ def iteration_cancel(*, iteration: LoopIteration, actor=None) -> LoopIteration:
                 from annotation_site.generation.canary import canary_rollback
 
                 try:
-                    canary_rollback(canary=iteration.canary_deployment, reason=f"The iteration was cancelled by {who}.")
+                    canary_rollback(canary=iteration.canary_deployment, reason=f"The iteration was cancelled by {who}.",
+                                    actor=actor)
                 except Conflict:
                     pass  # decided in the meantime
             step.state, step.finished_at, step.error = StepState.CANCELLED, timezone.now(), f"Cancelled by {who}."
@@ -210,6 +211,31 @@ def iteration_cancel(*, iteration: LoopIteration, actor=None) -> LoopIteration:
         iteration.outcome = f"Iteration {iteration.number} was cancelled by {who}."
         _finish(iteration)
         iteration.save()
+        transaction.on_commit(lambda: notify.iteration_finished(iteration_id=iteration.pk))
+    return iteration
+
+
+def iteration_canary_decide(*, iteration: LoopIteration, decision: str, reason: str, actor) -> LoopIteration:
+    """Promote (`decision` "promote") or roll back ("rollback") the iteration's running canary now,
+    by hand, with the researcher's reason; the iteration ends exactly as for the votes' decision,
+    and its canary step records who decided and why. A canary decided already is a `Conflict`."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ApplicationError("Say why you decide the canary by hand.", extra={"field": "reason"})
+    with transaction.atomic():
+        iteration = LoopIteration.objects.select_for_update(of=("self",)).select_related("policy_checkpoint").get(pk=iteration.pk)
+        step = iteration.steps.filter(kind=StepKind.CANARY, state=StepState.RUNNING).first()
+        if iteration.state != IterationState.CANARY or step is None:
+            raise Conflict(f"Iteration {iteration.number} is {iteration.get_state_display().lower()}: only a running "
+                           "canary can be promoted or rolled back by hand.")
+        step.iteration = iteration
+        step.state = steps.canary_decide_by_hand(step, decision=decision, reason=reason, actor=actor)
+        step.finished_at = timezone.now()
+        step.save()
+        _finish(iteration)
+        iteration.save()
+        logger.info("loop %s: iteration %s canary %s by hand by %s", iteration.definition.name, iteration.number,
+                    decision, actor)
         transaction.on_commit(lambda: notify.iteration_finished(iteration_id=iteration.pk))
     return iteration
 

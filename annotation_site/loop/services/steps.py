@@ -107,8 +107,11 @@ def batch_sources(iteration: LoopIteration, guideline: str | None = None) -> lis
 
 
 def _run_name(step: LoopStep) -> str:
+    """Unique by construction: the loop's id tells apart two loops whose names slugify the same
+    (the slug, cut short, only makes the name readable)."""
     iteration = step.iteration
-    return f"loop-{slugify(iteration.definition.name)}-{iteration.number}-{step.kind.replace('_', '-')}-{step.attempts}"
+    slug = slugify(iteration.definition.name)[:100]
+    return f"loop-{iteration.definition_id}-{slug}-{iteration.number}-{step.kind.replace('_', '-')}-{step.attempts}"
 
 
 def _launch(step: LoopStep, **kwargs) -> TrainingRun:
@@ -318,20 +321,48 @@ def canary_check(step: LoopStep) -> str:
     from annotation_site.generation.canary import PROMOTE, canary_decide, canary_promote, canary_rollback, canary_tally
     from annotation_site.generation.models import CanaryState
 
-    iteration = step.iteration
-    canary = iteration.canary_deployment
-    if canary is None:
-        raise StepRefused("The canary's deployment was deleted before its votes decided it.")
+    canary = _canary(step)
     step.result = {**step.result, "tally": canary_tally(canary=canary).as_dict()}
     decision = canary_decide(canary=canary)
     if decision is None:
         return StepState.RUNNING
-    step.result = {**step.result, "tally": decision.tally.as_dict(), "decision": decision.decision, "reason": decision.reason}
     if canary.canary_state == CanaryState.RUNNING:
         if decision.decision == PROMOTE:
             canary_promote(canary=canary, reason=decision.reason)
         else:
             canary_rollback(canary=canary, reason=decision.reason)
+    return _canary_decided(step, decision)
+
+
+def canary_decide_by_hand(step: LoopStep, *, decision: str, reason: str, actor) -> str:
+    """A researcher promotes or rolls back the running canary now, whatever its votes say; the
+    step ends as for the votes' decision, recording who decided and why. Raises `Conflict` when the
+    canary was decided already (by its votes, beat, or another click)."""
+    from annotation_site.generation.canary import PROMOTE, ROLLBACK, canary_decide, canary_promote, canary_rollback
+
+    if decision not in (PROMOTE, ROLLBACK):
+        raise ApplicationError(f'Unknown canary decision "{decision}": {PROMOTE} or {ROLLBACK}.')
+    who = actor.username
+    decide = canary_promote if decision == PROMOTE else canary_rollback
+    canary = decide(canary=_canary(step), reason=f"{reason} (decided by hand by {who})", actor=actor)
+    return _canary_decided(step, canary_decide(canary=canary), decided_by=who)
+
+
+def _canary(step: LoopStep):
+    canary = step.iteration.canary_deployment
+    if canary is None:
+        raise StepRefused("The canary's deployment was deleted before its votes decided it.")
+    return canary
+
+
+def _canary_decided(step: LoopStep, decision, *, decided_by: str = "") -> str:
+    """Record the canary's decision on the step and end the iteration with it (promoted, or rolled
+    back with the reason); `decided_by` names the person who decided by hand (empty: the votes)."""
+    from annotation_site.generation.canary import PROMOTE
+
+    iteration = step.iteration
+    step.result = {**step.result, "tally": decision.tally.as_dict(), "decision": decision.decision, "reason": decision.reason,
+                   "manual": bool(decided_by), "decided_by": decided_by}
     promoted = decision.decision == PROMOTE
     iteration.state = IterationState.PROMOTED if promoted else IterationState.ROLLED_BACK
     iteration.outcome = f"{iteration.policy_checkpoint.name} was {'promoted' if promoted else 'rolled back'}: {decision.reason}"

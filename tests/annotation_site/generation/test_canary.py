@@ -233,3 +233,19 @@ def test_a_rollback_needs_a_reason_and_a_normal_deployment_is_no_canary(baseline
         canaries.canary_rollback(canary=canary, reason=" ")
     with pytest.raises(ApplicationError, match="not a canary"):
         canaries.canary_tally(canary=baseline)
+
+
+def test_with_trusted_only_a_flagged_annotators_votes_do_not_count(baseline, tiny_model_dir, settings):
+    settings.QUALITY_MIN_COMPARISONS = 1
+    canary = start(baseline, tiny_model_dir, min_votes=4, min_win_rate=0.5)
+    votes(canary, baseline, won=3, lost=0)
+    clicker = user_create(username="clicker", role="annotator", password="pw-123456")
+    # Every vote for the baseline came from one annotator who answered in a tenth of a second.
+    for comparison in votes(canary, baseline, won=0, lost=4):
+        Comparison.objects.filter(pk=comparison.pk).update(annotator=clicker, time_spent_ms=100)
+    assert canaries.canary_decide(canary=canary).decision == "rollback"  # 3 of 7 votes by default
+
+    settings.CANARY_TRUSTED_ONLY = True
+    tally = canaries.canary_tally(canary=canary)
+    assert (tally.wins, tally.losses, tally.votes) == (3, 0, 3)
+    assert canaries.canary_decide(canary=canary) is None  # 3 trusted votes of the 4 needed
