@@ -6,6 +6,7 @@ running test's PostgreSQL database and at the test area's own Redis database.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -92,3 +93,27 @@ class CeleryWorker:
                     child.kill()
                 self.process.kill()
                 self.process.wait()
+
+
+@contextlib.contextmanager
+def tasks_sent_to(broker_url: str):
+    """While inside, the tasks this test process enqueues (a service's `transaction.on_commit`) go to
+    `broker_url`, the broker the test's real workers consume, whatever the suite's own broker is
+    (CI: another Redis database; a developer machine: the filesystem broker). The Celery app reads
+    its configuration once and keeps a connection pool and a producer pool, so the write URL, the
+    transport options and both pools are swapped and put back; there is no public API for
+    re-pointing a configured app. (`broker_write_url`, not `broker_url`: Celery reads the latter
+    from the CELERY_BROKER_URL environment variable first, whatever the configuration says.)"""
+    from annotation_site.celery import app
+
+    conf = app.conf
+    saved = conf.get("broker_write_url"), conf.broker_transport_options, app._pool, app.amqp._producer_pool
+    conf.broker_write_url = broker_url
+    conf.broker_transport_options = {"socket_connect_timeout": 2.0}
+    app._pool = app.amqp._producer_pool = None
+    try:
+        yield
+    finally:
+        # Not closed: kombu keeps one pool per broker URL for the whole process, and the next test
+        # sending to this URL would be handed the closed pool.
+        conf.broker_write_url, conf.broker_transport_options, app._pool, app.amqp._producer_pool = saved

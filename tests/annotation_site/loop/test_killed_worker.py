@@ -16,7 +16,7 @@ from annotation_site.runs import artifacts
 from annotation_site.runs.models import RunStatus
 from tests.annotation_site.runs.conftest import TINY_REWARD_MODEL
 from tests.conftest import require
-from tests.support.site_processes import CeleryWorker, redis_is_up, site_env
+from tests.support.site_processes import CeleryWorker, redis_is_up, site_env, tasks_sent_to
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -46,30 +46,32 @@ def test_a_worker_killed_mid_step_resumes_the_steps_run_and_the_iteration_goes_o
         EXPORT_ROOT=str(settings.EXPORT_ROOT), VAR_DIR=str(tmp_path / "var"), RUN_POLL_INTERVAL_S="0.3",
     )
     loop = make_loop(reward_model_overrides=[*TINY_REWARD_MODEL, "max_steps=60", "save_state_every=5"])
-    site = CeleryWorker(env, tmp_path / "site.log")
-    training = CeleryWorker(env, tmp_path / "training.log", queues="training")
-    try:
-        iteration = iteration_start(definition=loop, trigger=Trigger.MANUAL, started_by=researcher)
-        step = wait_until(lambda: iteration.steps.filter(kind=StepKind.REWARD_MODEL_HELPFULNESS, run__status=RunStatus.RUNNING,
-                                                         run__process_group__isnull=False).select_related("run").first(),
-                          timeout=120, what="the first reward model's run")
-        run, paths = step.run, artifacts.run_paths(step.run)
-        recipe = psutil.Process(run.process_group)
-        [pool_process] = training.pool_children()
-        wait_until(lambda: paths.saved_step() is not None or not recipe.is_running(), timeout=120, what="a saved state")
-        saved = paths.saved_step()
-        assert saved is not None, "the recipe saved no state"
+    # The services this test calls enqueue from this process: to the workers' broker, not the suite's.
+    with tasks_sent_to(BROKER_URL):
+        site = CeleryWorker(env, tmp_path / "site.log")
+        training = CeleryWorker(env, tmp_path / "training.log", queues="training")
+        try:
+            iteration = iteration_start(definition=loop, trigger=Trigger.MANUAL, started_by=researcher)
+            step = wait_until(lambda: iteration.steps.filter(kind=StepKind.REWARD_MODEL_HELPFULNESS, run__status=RunStatus.RUNNING,
+                                                             run__process_group__isnull=False).select_related("run").first(),
+                              timeout=120, what="the first reward model's run")
+            run, paths = step.run, artifacts.run_paths(step.run)
+            recipe = psutil.Process(run.process_group)
+            [pool_process] = training.pool_children()
+            wait_until(lambda: paths.saved_step() is not None or not recipe.is_running(), timeout=120, what="a saved state")
+            saved = paths.saved_step()
+            assert saved is not None, "the recipe saved no state"
 
-        pool_process.send_signal(signal.SIGKILL)  # e.g. the OOM killer takes the worker process
+            pool_process.send_signal(signal.SIGKILL)  # e.g. the OOM killer takes the worker process
 
-        recipe.wait(timeout=10)
-        assert saved < 60, "the run finished before its worker was killed"
-        # The iteration goes on to the next step once the resumed run succeeds.
-        wait_until(lambda: iteration.steps.filter(kind=StepKind.REWARD_MODEL_SAFETY, run__isnull=False).exists(),
-                   timeout=300, what="the next step")
-    finally:
-        site.stop()
-        training.stop()
+            recipe.wait(timeout=10)
+            assert saved < 60, "the run finished before its worker was killed"
+            # The iteration goes on to the next step once the resumed run succeeds.
+            wait_until(lambda: iteration.steps.filter(kind=StepKind.REWARD_MODEL_SAFETY, run__isnull=False).exists(),
+                       timeout=300, what="the next step")
+        finally:
+            site.stop()
+            training.stop()
     step.refresh_from_db()
     run.refresh_from_db()
     assert step.state == StepState.SUCCEEDED and step.attempts == 1 and step.run_id == run.pk

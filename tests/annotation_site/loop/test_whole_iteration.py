@@ -23,7 +23,7 @@ from tests.annotation_site.generation.conftest import queue_prompts
 from tests.annotation_site.loop.conftest import make_user, step_states
 from tests.conftest import require
 from tests.support.simulated_annotators import vote_on_everything_ready
-from tests.support.site_processes import CeleryWorker, redis_is_up, site_env
+from tests.support.site_processes import CeleryWorker, redis_is_up, site_env, tasks_sent_to
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -63,48 +63,50 @@ def test_a_batch_export_runs_the_whole_loop_and_the_canary_is_promoted_by_annota
                      canary_min_votes=4, canary_min_win_rate=0.5)
     annotators = [make_user("annotator", f"annotator-{i}") for i in range(2)]
     rng = random.Random(0)
-    site = CeleryWorker(env, tmp_path / "site.log")
-    training = CeleryWorker(env, tmp_path / "training.log", queues="training")
-    workers = (site, training)
-    try:
-        # The week's annotation: pairs from the deployed policy, every one answered.
-        queue_prompts(6, "helpfulness", text="Tell me about travel")
-        queue_prompts(6, "safety", text="How do I stay safe hiking")
-        wait_until(lambda: Item.objects.filter(status=ItemStatus.READY).count() == 12, timeout=180, workers=workers,
-                   what="the first pairs")
-        assert vote_on_everything_ready(annotators, rng) == 12
+    # The services this test calls enqueue from this process: to the workers' broker, not the suite's.
+    with tasks_sent_to(BROKER_URL):
+        site = CeleryWorker(env, tmp_path / "site.log")
+        training = CeleryWorker(env, tmp_path / "training.log", queues="training")
+        workers = (site, training)
+        try:
+            # The week's annotation: pairs from the deployed policy, every one answered.
+            queue_prompts(6, "helpfulness", text="Tell me about travel")
+            queue_prompts(6, "safety", text="How do I stay safe hiking")
+            wait_until(lambda: Item.objects.filter(status=ItemStatus.READY).count() == 12, timeout=180, workers=workers,
+                       what="the first pairs")
+            assert vote_on_everything_ready(annotators, rng) == 12
 
-        # The batch closes; its export (on the site's worker) is what triggers the loop.
-        batch, _ = batch_close(now=timezone.now())
-        wait_until(lambda: Batch.objects.get(pk=batch.pk).state == BatchState.EXPORTED, timeout=120, workers=workers,
-                   what="the export")
-        assert loops_tick()["started"]  # beat's tick, here by hand
-        iteration = LoopIteration.objects.get(definition=loop)
-        assert iteration.batch == batch
+            # The batch closes; its export (on the site's worker) is what triggers the loop.
+            batch, _ = batch_close(now=timezone.now())
+            wait_until(lambda: Batch.objects.get(pk=batch.pk).state == BatchState.EXPORTED, timeout=120, workers=workers,
+                       what="the export")
+            assert loops_tick()["started"]  # beat's tick, here by hand
+            iteration = LoopIteration.objects.get(definition=loop)
+            assert iteration.batch == batch
 
-        iteration = wait_until(lambda: LoopIteration.objects.filter(pk=iteration.pk, state__in=[
-            IterationState.CANARY, IterationState.FAILED, IterationState.REJECTED]).first(),
-            timeout=900, workers=workers, what="the canary")
-        assert iteration.state == IterationState.CANARY, iteration.outcome
-        runs = TrainingRun.objects.filter(loop_steps__iteration=iteration).order_by("pk")
-        assert [run.recipe for run in runs] == ["reward_model", "reward_model", "rejection_sampling", "evaluate_policy"]
-        assert {run.status for run in runs} == {RunStatus.SUCCEEDED}
-        assert all(list(run.batches.all()) == [batch] for run in runs)
-        gate = iteration.steps.get(kind=StepKind.POLICY_GATE).result
-        assert gate["passed"] and 0 <= gate["win_rate"] <= 1 and gate["wins"] + gate["ties"] + gate["losses"] > 0
-        canary = Deployment.objects.get(pk=iteration.canary_deployment_id)
-        assert canary.checkpoint == iteration.policy_checkpoint and canary.canary_of == deployed
-        assert canary.canary_state == CanaryState.RUNNING
+            iteration = wait_until(lambda: LoopIteration.objects.filter(pk=iteration.pk, state__in=[
+                IterationState.CANARY, IterationState.FAILED, IterationState.REJECTED]).first(),
+                timeout=900, workers=workers, what="the canary")
+            assert iteration.state == IterationState.CANARY, iteration.outcome
+            runs = TrainingRun.objects.filter(loop_steps__iteration=iteration).order_by("pk")
+            assert [run.recipe for run in runs] == ["reward_model", "reward_model", "rejection_sampling", "evaluate_policy"]
+            assert {run.status for run in runs} == {RunStatus.SUCCEEDED}
+            assert all(list(run.batches.all()) == [batch] for run in runs)
+            gate = iteration.steps.get(kind=StepKind.POLICY_GATE).result
+            assert gate["passed"] and 0 <= gate["win_rate"] <= 1 and gate["wins"] + gate["ties"] + gate["losses"] > 0
+            canary = Deployment.objects.get(pk=iteration.canary_deployment_id)
+            assert canary.checkpoint == iteration.policy_checkpoint and canary.canary_of == deployed
+            assert canary.canary_state == CanaryState.RUNNING
 
-        # New pairs: half of them the canary against the deployed policy; annotators prefer the canary.
-        for topic in ("cook", "garden"):  # a fill generates at most 8 of the items it is told about
-            queue_prompts(6, "helpfulness", text=f"Explain how to {topic}")
-        wait_until(lambda: Item.objects.filter(status=ItemStatus.READY).count() == 12, timeout=180, workers=workers,
-                   what="the canary's pairs")
-        vote_on_everything_ready(annotators, rng, prefer=canary)
-    finally:
-        site.stop()
-        training.stop()
+            # New pairs: half of them the canary against the deployed policy; annotators prefer the canary.
+            for topic in ("cook", "garden"):  # a fill generates at most 8 of the items it is told about
+                queue_prompts(6, "helpfulness", text=f"Explain how to {topic}")
+            wait_until(lambda: Item.objects.filter(status=ItemStatus.READY).count() == 12, timeout=180, workers=workers,
+                       what="the canary's pairs")
+            vote_on_everything_ready(annotators, rng, prefer=canary)
+        finally:
+            site.stop()
+            training.stop()
     canary_votes = Comparison.objects.filter(chosen__sampling_params__deployment=canary.pk).count()
     assert canary_votes >= 4  # enough pairs had the canary in them (share 0.5 of 12, GENERATION_SEED fixed)
 
