@@ -51,3 +51,27 @@ def queue_prompts(count: int, guideline_kind: str = "helpfulness", priority: int
         ],
         priority=priority,
     )
+
+
+# What an annotator's browser does, run in a site process: the prompt's `items_need_samples` signal
+# enqueues `fill_queue` from there, through the settings' routes, onto the workers' broker.
+WRITE_A_PROMPT = (
+    "from annotation_site.accounts.services import user_create\n"
+    "from annotation_site.annotation.services import prompt_write\n"
+    "user = user_create(username='ann', role='annotator', password='pw-123456')\n"
+    "print(prompt_write(annotator=user, text='Plan a weekend in Porto', guideline_kind='helpfulness').pk)\n"
+)
+
+
+def wait_until_ready(item_id: int, workers, timeout: float):
+    """Wait for the item's pair while every worker stays alive (a dead one fails with its log)."""
+    import time
+
+    from annotation_site.annotation.models import Item, ItemStatus
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and Item.objects.get(pk=item_id).status != ItemStatus.READY:
+        for worker in workers:
+            assert worker.process.poll() is None, worker.log.read_text(errors="replace")[-3000:]
+        time.sleep(0.5)
+

@@ -3,13 +3,12 @@ training worker's reward models choose the pair (never eager mode, the real Redi
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 
 from annotation_site.annotation.models import Item, ItemStatus
 from annotation_site.generation.models import Checkpoint, CheckpointKind
-from tests.annotation_site.generation.conftest import deploy_local
+from tests.annotation_site.generation.conftest import WRITE_A_PROMPT, deploy_local, wait_until_ready
 from tests.conftest import require
 from tests.support.site_processes import CeleryWorker, redis_is_up, run_site, site_env
 from tests.training.rlhf_models import build_tiny_reward_model
@@ -36,18 +35,8 @@ def test_a_written_prompt_gets_the_pair_the_training_workers_reward_model_chose(
     site_worker = CeleryWorker(env, site_log)
     training_worker = CeleryWorker(env, training_log, queues="training")
     try:
-        code = (
-            "from annotation_site.accounts.services import user_create\n"
-            "from annotation_site.annotation.services import prompt_write\n"
-            "user = user_create(username='ann', role='annotator', password='pw-123456')\n"
-            "print(prompt_write(annotator=user, text='Plan a weekend in Porto', guideline_kind='helpfulness').pk)\n"
-        )
-        item_id = int(run_site(env, code))
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and Item.objects.get(pk=item_id).status != ItemStatus.READY:
-            for worker in (site_worker, training_worker):
-                assert worker.process.poll() is None, worker.log.read_text(errors="replace")[-3000:]
-            time.sleep(0.5)
+        item_id = int(run_site(env, WRITE_A_PROMPT))
+        wait_until_ready(item_id, [site_worker, training_worker], timeout=240)
     finally:
         site_worker.stop()
         training_worker.stop()

@@ -7,12 +7,11 @@ loaded in its local engine, generates the pair while the test only watches the d
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 
 from annotation_site.annotation.models import Item, ItemStatus
-from tests.annotation_site.generation.conftest import deploy_local
+from tests.annotation_site.generation.conftest import WRITE_A_PROMPT, deploy_local, wait_until_ready
 from tests.conftest import require
 from tests.support.site_processes import CeleryWorker, redis_is_up, run_site, site_env
 
@@ -42,17 +41,8 @@ def test_a_written_prompt_gets_its_pair_from_a_real_worker(worker_env, tiny_mode
     log = tmp_path / "worker.log"
     worker = CeleryWorker(worker_env, log)
     try:
-        code = (
-            "from annotation_site.accounts.services import user_create\n"
-            "from annotation_site.annotation.services import prompt_write\n"
-            "user = user_create(username='ann', role='annotator', password='pw-123456')\n"
-            "print(prompt_write(annotator=user, text='Plan a weekend in Porto', guideline_kind='helpfulness').pk)\n"
-        )
-        item_id = int(run_site(worker_env, code))
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and Item.objects.get(pk=item_id).status != ItemStatus.READY:
-            assert worker.process.poll() is None, log.read_text(errors="replace")[-3000:]
-            time.sleep(0.5)
+        item_id = int(run_site(worker_env, WRITE_A_PROMPT))
+        wait_until_ready(item_id, [worker], timeout=180)
     finally:
         worker.stop()
     item = Item.objects.select_related("sample_a", "sample_b").get(pk=item_id)
