@@ -67,7 +67,9 @@ def test_the_watchdog_restarts_a_run_without_heartbeat_and_fails_it_after_its_la
     now = timezone.now()
     silent = now - dt.timedelta(seconds=settings.RUN_STALE_AFTER_S + 1)
     lost = TrainingRun.objects.create(recipe="sft", config_text="{}", status=RunStatus.RUNNING, attempts=1, heartbeat_at=silent, worker="w:1")
-    spent = TrainingRun.objects.create(recipe="sft", config_text="{}", status=RunStatus.RUNNING, attempts=2, heartbeat_at=silent, worker="w:2")
+    # Its first attempt also died without saving a state: this is the second stalled one in a row.
+    spent = TrainingRun.objects.create(recipe="sft", config_text="{}", status=RunStatus.RUNNING, attempts=2, stalled_attempts=1,
+                                       heartbeat_at=silent, worker="w:2")
     alive = TrainingRun.objects.create(recipe="sft", config_text="{}", status=RunStatus.RUNNING, attempts=1, heartbeat_at=now, worker="w:3")
 
     assert services.runs_recover(now=now) == [lost.pk] and enqueued == [lost.pk]
