@@ -278,10 +278,11 @@ def run_execute(*, run_id: int, worker: str) -> str:
             return "running elsewhere"
         run_recover_stale(run_id=run_id, now=now, dead_worker=dead_worker)
     previous_host, previous_group = run.worker_host, run.process_group
+    paths = artifacts.run_paths(run)
     claimed = TrainingRun.objects.filter(pk=run_id, status=RunStatus.QUEUED, cancel_requested=False).update(
         status=RunStatus.RUNNING, attempts=F("attempts") + 1, worker=worker, worker_host=socket.gethostname(),
         process_group=None, started_at=now, heartbeat_at=now, finished_at=None, error="", resumed_from_step=None,
-        attempt_started_at_step=artifacts.run_paths(run).saved_step(),
+        attempt_started_at_step=paths.saved_step(),
     )
     run.refresh_from_db()
     if not claimed:
@@ -296,7 +297,6 @@ def run_execute(*, run_id: int, worker: str) -> str:
             status=RunStatus.FAILED, error=message, finished_at=timezone.now()
         )
         return RunStatus.FAILED
-    paths = artifacts.run_paths(run)
     paths.root.mkdir(parents=True, exist_ok=True)
     if previous_group:
         # The attempt before this one may have left its recipe running when its worker died;
